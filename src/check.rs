@@ -1,0 +1,94 @@
+//! `vault-luks check`: the resolved settings, after file, environment and kernel command line,
+//! so an operator (or the initramfs hook) sees what a boot will do. Never prints a secret.
+
+use crate::config::{AuthMethod, Config, KeyFormat};
+use std::fmt::Write;
+
+pub fn render(config: &Config) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "config: {}", config.origin);
+    for a in &config.vault.addresses {
+        let _ = writeln!(w, "vault.address: {} (from {})", a.url.base(), a.origin);
+    }
+    let v = &config.vault;
+    let opt = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("-".to_string(), |p| p.display().to_string())
+    };
+    let _ = writeln!(w, "vault.ca_cert: {}", opt(&v.ca_cert));
+    let _ = writeln!(w, "vault.client_cert: {}", opt(&v.client_cert));
+    let _ = writeln!(
+        w,
+        "vault.namespace: {}",
+        v.namespace.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(
+        w,
+        "vault.tls_server_name: {}",
+        v.tls_server_name.as_deref().unwrap_or("-")
+    );
+    let a = &config.auth;
+    match &a.method {
+        AuthMethod::Exoscale { role, approle_mode } => {
+            let _ = writeln!(
+                w,
+                "auth: exoscale at auth/{}, role {role}{}",
+                a.mount,
+                if *approle_mode { " (approle_mode)" } else { "" }
+            );
+            let _ = writeln!(w, "metadata.url: {}", config.metadata.url);
+        }
+        AuthMethod::AppRole {
+            role_id,
+            secret_id_file,
+        } => {
+            let _ = writeln!(
+                w,
+                "auth: approle at auth/{}, role_id {role_id}, secret_id from {}",
+                a.mount,
+                secret_id_file.display()
+            );
+        }
+        AuthMethod::Token { token_file } => {
+            let _ = writeln!(w, "auth: token from {}", opt(token_file));
+        }
+    }
+    if let Some(var) = a.token_env {
+        let _ = writeln!(w, "auth: the token in {var} is used instead (value hidden)");
+    }
+    let _ = writeln!(w, "auth.revoke_token: {}", a.revoke);
+    let t = &config.timeouts;
+    let _ = writeln!(
+        w,
+        "timeouts: unlock {}s, request {}s, device {}s, cryptsetup {}s",
+        t.unlock.as_secs_f64(),
+        t.request.as_secs_f64(),
+        t.device.as_secs_f64(),
+        t.cryptsetup.as_secs_f64()
+    );
+    for vol in &config.volumes {
+        let _ = writeln!(
+            w,
+            "volume {}: device {}, ciphertext {}, transit {}/{}{}, key {}",
+            vol.name,
+            vol.device.display(),
+            vol.ciphertext_file.display(),
+            vol.transit.mount,
+            vol.transit.key,
+            if vol.transit.context.is_some() {
+                " (with context)"
+            } else {
+                ""
+            },
+            match vol.key_format {
+                KeyFormat::Base64Text => "base64 text (as the article)",
+                KeyFormat::Raw => "raw decoded bytes",
+            }
+        );
+    }
+    for warning in &config.warnings {
+        let _ = writeln!(w, "warning: {warning}");
+    }
+    out
+}

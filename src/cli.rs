@@ -1,0 +1,252 @@
+//! The command line: subcommands, flags, help text. Hand-written: a dozen flags do not need a
+//! parser crate in an initramfs binary.
+
+use crate::error::{Error, Result};
+use crate::log::Target;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const HELP: &str = "\
+vault-luks: unlock LUKS volumes with keys wrapped by Vault (or OpenBao) transit
+
+USAGE:
+    vault-luks [OPTIONS] unlock [--timeout SECONDS] [NAME...]
+    vault-luks [OPTIONS] close [NAME...]
+    vault-luks [OPTIONS] status [--json]
+    vault-luks [OPTIONS] check [--files]
+
+COMMANDS:
+    unlock    Log into Vault, decrypt each volume's key with transit and open it with
+              cryptsetup (all configured volumes, or the NAMEs given). Volumes already open
+              are left alone.
+    close     Close the mappings of the configured volumes (or the NAMEs given).
+    status    Show each volume: device present, mapping active, ciphertext and key version.
+    check     Validate the configuration and print the resolved settings (never a secret).
+              --files prints only the files the configuration refers to, one per line.
+
+OPTIONS:
+    -c, --config PATH   Configuration file [default: /etc/vault-luks/config.json]
+        --log TARGET    Where log lines go: stderr, kmsg (kernel log), both [default: stderr]
+        --debug         More log lines
+        --no-cmdline    Ignore rd.vault-luks.* options on the kernel command line
+    -h, --help          Show this help
+    -V, --version       Show the version
+
+ENVIRONMENT (BAO_* is read before VAULT_*; both override the file):
+    VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE,
+    VAULT_TLS_SERVER_NAME, VAULT_TOKEN (used instead of logging in; never revoked)
+
+KERNEL COMMAND LINE (override the file and the environment):
+    rd.vault-luks=0                 do not unlock on this boot (unlock exits 0, does nothing)
+    rd.vault-luks.address=URL[,URL] Vault address(es)
+    rd.vault-luks.timeout=SECONDS   unlock deadline
+    rd.vault-luks.debug             more log lines
+
+EXIT CODES:
+    0  success (or nothing to do)
+    1  a volume could not be unlocked or closed
+    2  usage error or invalid configuration
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Unlock {
+        names: Vec<String>,
+        timeout: Option<Duration>,
+    },
+    Close {
+        names: Vec<String>,
+    },
+    Status {
+        json: bool,
+    },
+    Check {
+        files_only: bool,
+    },
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cli {
+    pub command: Command,
+    pub config: PathBuf,
+    pub log: Target,
+    pub debug: bool,
+    pub use_cmdline: bool,
+}
+
+pub fn parse(args: &[String]) -> Result<Cli> {
+    let mut config = PathBuf::from(crate::config::DEFAULT_PATH);
+    let mut log = Target::Stderr;
+    let mut debug = false;
+    let mut use_cmdline = true;
+    let mut command: Option<String> = None;
+    let mut names = Vec::new();
+    let mut json = false;
+    let mut files_only = false;
+    let mut timeout = None;
+
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
+        };
+        match flag {
+            "-h" | "--help" => return Ok(simple(Command::Help)),
+            "-V" | "--version" => return Ok(simple(Command::Version)),
+            "-c" | "--config" => config = PathBuf::from(value("--config")?),
+            "--log" => {
+                let v = value("--log")?;
+                log = Target::parse(&v).ok_or_else(|| {
+                    Error::Usage(format!("--log: `{v}` is not stderr, kmsg or both"))
+                })?;
+            }
+            "--debug" => debug = true,
+            "--no-cmdline" => use_cmdline = false,
+            "--json" => json = true,
+            "--files" => files_only = true,
+            "--timeout" => {
+                let v = value("--timeout")?;
+                let secs: f64 = v.parse().map_err(|_| {
+                    Error::Usage(format!("--timeout: `{v}` is not a number of seconds"))
+                })?;
+                if !(secs > 0.0 && secs <= 3600.0) {
+                    return Err(Error::Usage(
+                        "--timeout must be between 0 and 3600 seconds".into(),
+                    ));
+                }
+                timeout = Some(Duration::from_secs_f64(secs));
+            }
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(Error::Usage(format!("unknown option `{f}`")))
+            }
+            word if command.is_none() => command = Some(word.to_string()),
+            word => names.push(word.to_string()),
+        }
+    }
+
+    let command = match command.as_deref() {
+        None => {
+            return Err(Error::Usage(
+                "no command given: unlock, close, status or check".into(),
+            ))
+        }
+        Some("unlock") => Command::Unlock { names, timeout },
+        Some("close") => Command::Close { names },
+        Some("status") => no_names(Command::Status { json }, &names)?,
+        Some("check") => no_names(Command::Check { files_only }, &names)?,
+        Some("help") => Command::Help,
+        Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
+    };
+    let only_for = |flag: &str, ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "{flag} does not apply to this command"
+            )))
+        }
+    };
+    only_for("--json", !json || matches!(command, Command::Status { .. }))?;
+    only_for(
+        "--files",
+        !files_only || matches!(command, Command::Check { .. }),
+    )?;
+    only_for(
+        "--timeout",
+        timeout.is_none() || matches!(command, Command::Unlock { .. }),
+    )?;
+    Ok(Cli {
+        command,
+        config,
+        log,
+        debug,
+        use_cmdline,
+    })
+}
+
+fn simple(command: Command) -> Cli {
+    Cli {
+        command,
+        config: PathBuf::from(crate::config::DEFAULT_PATH),
+        log: Target::Stderr,
+        debug: false,
+        use_cmdline: true,
+    }
+}
+
+fn no_names(c: Command, names: &[String]) -> Result<Command> {
+    match names.first() {
+        None => Ok(c),
+        Some(n) => Err(Error::Usage(format!("unexpected argument `{n}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn unlock_with_names_and_options_anywhere() {
+        let c = p(&[
+            "--config",
+            "/tmp/c.json",
+            "unlock",
+            "luks",
+            "--log=kmsg",
+            "data",
+            "--timeout",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(c.config, PathBuf::from("/tmp/c.json"));
+        assert_eq!(c.log, Target::Kmsg);
+        assert_eq!(
+            c.command,
+            Command::Unlock {
+                names: vec!["luks".into(), "data".into()],
+                timeout: Some(Duration::from_secs(30))
+            }
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = p(&["status"]).unwrap();
+        assert_eq!(c.config, PathBuf::from("/etc/vault-luks/config.json"));
+        assert_eq!(c.command, Command::Status { json: false });
+        assert!(c.use_cmdline);
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        let msg = |a: &[&str]| p(a).unwrap_err().to_string();
+        assert!(msg(&[]).contains("no command given"));
+        assert!(msg(&["open"]).contains("unknown command `open`"));
+        assert!(msg(&["unlock", "--bogus"]).contains("unknown option `--bogus`"));
+        assert!(msg(&["unlock", "--config"]).contains("--config needs a value"));
+        assert!(msg(&["unlock", "--json"]).contains("--json does not apply"));
+        assert!(msg(&["status", "luks"]).contains("unexpected argument `luks`"));
+        assert!(msg(&["unlock", "--timeout", "0"]).contains("between 0 and 3600"));
+        assert!(msg(&["unlock", "--log", "syslog"]).contains("not stderr, kmsg or both"));
+        assert_eq!(p(&["x"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert_eq!(p(&["unlock", "--help"]).unwrap().command, Command::Help);
+        assert_eq!(p(&["-V"]).unwrap().command, Command::Version);
+    }
+}

@@ -1,0 +1,284 @@
+//! A typed walk over a JSON object that remembers where it is, so every error names the file,
+//! the field path (`volumes[0].transit.key`) and what is wrong, and every key nobody asked for
+//! is reported instead of silently ignored.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+pub struct Obj<'o> {
+    origin: &'o str,
+    path: String,
+    map: Map<String, Value>,
+    known: Vec<&'static str>,
+}
+
+/// Longest configurable wait: an hour. Anything longer is a typo, not a plan.
+const MAX_SECONDS: f64 = 3600.0;
+
+impl<'o> Obj<'o> {
+    pub fn new(origin: &'o str, path: &str, value: Value) -> Result<Self> {
+        match value {
+            Value::Object(map) => Ok(Obj {
+                origin,
+                path: path.to_string(),
+                map,
+                known: Vec::new(),
+            }),
+            other => Err(Error::config(
+                origin,
+                path,
+                format!("expected an object, found {}", kind(&other)),
+            )),
+        }
+    }
+
+    pub fn origin(&self) -> &'o str {
+        self.origin
+    }
+
+    pub fn field(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub fn err(&self, key: &str, message: impl Into<String>) -> Error {
+        Error::config(self.origin, self.field(key), message)
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<Value> {
+        self.known.push(key);
+        match self.map.remove(key) {
+            // An explicit null means "not set", as it does for most JSON config readers.
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v),
+        }
+    }
+
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(self.err(key, "must not be empty"))
+            }
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.err(key, format!("expected a string, found {}", kind(&other)))),
+        }
+    }
+
+    pub fn required_string(&mut self, key: &'static str) -> Result<String> {
+        self.string(key)?
+            .ok_or_else(|| self.err(key, "is required"))
+    }
+
+    pub fn bool(&mut self, key: &'static str) -> Result<Option<bool>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(other) => Err(self.err(
+                key,
+                format!("expected true or false, found {}", kind(&other)),
+            )),
+        }
+    }
+
+    pub fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => {
+                let secs = n.as_f64().unwrap_or(-1.0);
+                parse_seconds_value(secs)
+                    .map(Some)
+                    .map_err(|m| self.err(key, m))
+            }
+            Some(other) => Err(self.err(
+                key,
+                format!("expected a number of seconds, found {}", kind(&other)),
+            )),
+        }
+    }
+
+    pub fn object(&mut self, key: &'static str) -> Result<Option<Obj<'o>>> {
+        let field = self.field(key);
+        match self.take(key) {
+            None => Ok(None),
+            Some(v) => Obj::new(self.origin, &field, v).map(Some),
+        }
+    }
+
+    /// The elements of an array, each with its path (`volumes[2]`).
+    pub fn array(&mut self, key: &'static str) -> Result<Option<Vec<(String, Value)>>> {
+        let field = self.field(key);
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{field}[{i}]"), v))
+                    .collect(),
+            )),
+            Some(other) => Err(self.err(key, format!("expected an array, found {}", kind(&other)))),
+        }
+    }
+
+    pub fn string_list(&mut self, key: &'static str) -> Result<Option<Vec<String>>> {
+        let Some(items) = self.array(key)? else {
+            return Ok(None);
+        };
+        items
+            .into_iter()
+            .map(|(path, v)| match v {
+                Value::String(s) if !s.trim().is_empty() => Ok(s),
+                other => Err(Error::config(
+                    self.origin,
+                    path,
+                    format!("expected a non-empty string, found {}", kind(&other)),
+                )),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Every key must have been asked for: a typo (`adress`) is an error, not a silent default.
+    pub fn finish(self) -> Result<()> {
+        let Some(unknown) = self.map.keys().next() else {
+            return Ok(());
+        };
+        let mut known = self.known.clone();
+        known.sort_unstable();
+        known.dedup();
+        let hint = match closest(unknown, &known) {
+            Some(k) => format!("; did you mean `{k}`?"),
+            None => String::new(),
+        };
+        Err(Error::config(
+            self.origin,
+            self.field(unknown),
+            format!("unknown key (known keys here: {}){hint}", known.join(", ")),
+        ))
+    }
+}
+
+pub fn parse_seconds_value(secs: f64) -> std::result::Result<Duration, String> {
+    if !(secs > 0.0 && secs <= MAX_SECONDS) {
+        return Err(format!(
+            "must be a number of seconds between 0 and {MAX_SECONDS} (exclusive of 0)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The known key within edit distance 2 of `word`, if any: enough to catch common typos.
+fn closest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Obj<'static> {
+        Obj::new("test.json", "vault", v).unwrap()
+    }
+
+    #[test]
+    fn typo_is_reported_with_a_suggestion() {
+        let mut o = obj(json!({"adress": "https://x"}));
+        assert_eq!(o.string("address").unwrap(), None);
+        let e = o.finish().unwrap_err().to_string();
+        assert!(e.contains("vault.adress: unknown key"), "{e}");
+        assert!(e.contains("did you mean `address`?"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_field_and_types() {
+        let mut o = obj(json!({"address": 8200}));
+        let e = o.string("address").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid configuration in test.json: vault.address: expected a string, found a number"
+        );
+    }
+
+    #[test]
+    fn empty_string_is_rejected() {
+        let mut o = obj(json!({"address": "  "}));
+        assert!(o
+            .string("address")
+            .unwrap_err()
+            .to_string()
+            .contains("must not be empty"));
+    }
+
+    #[test]
+    fn null_means_unset() {
+        let mut o = obj(json!({"namespace": null}));
+        assert_eq!(o.string("namespace").unwrap(), None);
+        o.finish().unwrap();
+    }
+
+    #[test]
+    fn seconds_are_bounded() {
+        let mut o = obj(json!({"a": 0, "b": 1.5, "c": 99999, "d": "5"}));
+        assert!(o.seconds("a").is_err());
+        assert_eq!(o.seconds("b").unwrap(), Some(Duration::from_millis(1500)));
+        assert!(o.seconds("c").is_err());
+        assert!(o
+            .seconds("d")
+            .unwrap_err()
+            .to_string()
+            .contains("expected a number of seconds"));
+    }
+
+    #[test]
+    fn array_elements_carry_their_index() {
+        let mut o = obj(json!({"addresses": ["https://a", 3]}));
+        let e = o.string_list("addresses").unwrap_err().to_string();
+        assert!(
+            e.contains("vault.addresses[1]: expected a non-empty string"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("adress", "address"), 1);
+        assert_eq!(edit_distance("role", "role"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,6 @@
+//! LUKS through the cryptsetup binary (the one the initramfs already has), never by writing
+//! to the device ourselves.
+
+pub mod cryptsetup;
+
+pub use cryptsetup::{Cryptsetup, OpenError};

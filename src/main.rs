@@ -1,0 +1,115 @@
+//! vault-luks: parse the command line, load the configuration, dispatch, map errors to exit
+//! codes. Nothing else happens here.
+
+mod check;
+mod cli;
+mod close;
+mod config;
+mod error;
+mod http;
+mod log;
+mod luks;
+mod metadata;
+mod retry;
+mod secret;
+mod status;
+mod unlock;
+mod vault;
+
+use cli::Command;
+use config::{parse_cmdline, Config};
+use error::{Error, Result, EXIT_OK};
+
+/// Where the kernel command line is read from; tests point it at a file of their own.
+const CMDLINE_ENV: &str = "VAULT_LUKS_PROC_CMDLINE";
+
+fn main() {
+    // Before any secret exists: no core dumps, no ptrace by other users.
+    secret::harden_process();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match run(&args) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            log::error(format_args!("{e}"));
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let cli = cli::parse(args)?;
+    log::set_target(cli.log);
+    log::set_debug(cli.debug);
+    match cli.command {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            return Ok(());
+        }
+        Command::Version => {
+            println!("vault-luks {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        _ => {}
+    }
+
+    let mut config = Config::load(&cli.config, &|name| std::env::var(name).ok())?;
+    let overrides = if cli.use_cmdline {
+        parse_cmdline(&read_cmdline())
+    } else {
+        Default::default()
+    };
+    config.apply_cmdline(&overrides)?;
+    if overrides.debug {
+        log::set_debug(true);
+    }
+    let quiet_warnings = matches!(cli.command, Command::Check { files_only: true });
+    if !quiet_warnings {
+        for w in &config.warnings {
+            log::warn(format_args!("{w}"));
+        }
+    }
+
+    match cli.command {
+        Command::Unlock { names, timeout } => {
+            if overrides.disabled {
+                log::info(format_args!("disabled by rd.vault-luks=0 on the kernel command line; nothing done (run with --no-cmdline to unlock anyway)"));
+                return Ok(());
+            }
+            if let Some(t) = timeout {
+                config.timeouts.unlock = t;
+            }
+            unlock::unlock(&config, &names)
+        }
+        Command::Close { names } => close::close(&config, &names),
+        Command::Status { json } => {
+            let cs = luks::Cryptsetup::locate();
+            let s = status::collect(&config, cs.as_ref());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).map_err(|e| Error::Usage(e.to_string()))?
+                );
+            } else {
+                print!("{}", status::render_text(&s));
+            }
+            Ok(())
+        }
+        Command::Check { files_only: true } => {
+            for f in config.referenced_files() {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+        Command::Check { files_only: false } => {
+            print!("{}", check::render(&config));
+            Ok(())
+        }
+        Command::Help | Command::Version => unreachable!("handled above"),
+    }
+}
+
+fn read_cmdline() -> String {
+    let path = std::env::var(CMDLINE_ENV).unwrap_or_else(|_| "/proc/cmdline".to_string());
+    std::fs::read_to_string(path).unwrap_or_default()
+}

@@ -1,0 +1,324 @@
+//! The unlock, as data flows through it: local checks (already open? device there? ciphertext
+//! readable?), then identity, login, transit decrypt (one batch per key), token revoke, and
+//! cryptsetup open. Network steps share one deadline; each volume fails or succeeds on its own.
+
+use crate::config::{Config, KeyFormat, Transit, Volume};
+use crate::error::{Error, Result, Step};
+use crate::luks::cryptsetup::wait_for_device;
+use crate::luks::{Cryptsetup, OpenError};
+use crate::metadata::{ExoscaleMetadata, IdentitySource};
+use crate::retry::Deadline;
+use crate::secret::{decode_base64, Secret};
+use crate::vault::{auth, transit, Vault};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long `cryptsetup status` may take: it only reads device-mapper state.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The configured volumes named on the command line (all when none are named).
+pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Volume>> {
+    if names.is_empty() {
+        return Ok(config.volumes.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.volumes.iter().find(|v| &v.name == n).ok_or_else(|| {
+                let known: Vec<&str> = config.volumes.iter().map(|v| v.name.as_str()).collect();
+                Error::Usage(format!(
+                    "no volume named `{n}` in {} (configured: {})",
+                    config.origin,
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+pub fn locate_cryptsetup() -> Result<Cryptsetup> {
+    Cryptsetup::locate().ok_or_else(|| {
+        Error::failed(
+            Step::Cryptsetup,
+            "cryptsetup not found on PATH, in /sbin or in /usr/sbin",
+            "install cryptsetup (Debian: cryptsetup-bin), or include it in the initramfs",
+        )
+    })
+}
+
+struct Pending<'c> {
+    volume: &'c Volume,
+    ciphertext: String,
+}
+
+pub fn unlock(config: &Config, names: &[String]) -> Result<()> {
+    let volumes = select(config, names)?;
+    let cs = locate_cryptsetup()?;
+    let deadline = Deadline::after(config.timeouts.unlock);
+    let list: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    crate::log::info(format_args!(
+        "unlocking {} (deadline {:.0}s)",
+        list.join(", "),
+        config.timeouts.unlock.as_secs_f64()
+    ));
+
+    let mut failures: Vec<(String, Error)> = Vec::new();
+    let mut pending = Vec::new();
+    for v in volumes {
+        match prepare(&cs, config, v, &deadline) {
+            Ok(Some(p)) => pending.push(p),
+            Ok(None) => {}
+            Err(e) => failures.push((v.name.clone(), e)),
+        }
+    }
+
+    if !pending.is_empty() {
+        if let Err(e) = unlock_pending(&cs, config, &pending, &deadline, &mut failures) {
+            for p in &pending {
+                failures.push((p.volume.name.clone(), e.clone()));
+            }
+        }
+    }
+    report(failures)
+}
+
+/// Local checks; `None` when there is nothing to do for this volume.
+fn prepare<'c>(
+    cs: &Cryptsetup,
+    config: &Config,
+    v: &'c Volume,
+    deadline: &Deadline,
+) -> Result<Option<Pending<'c>>> {
+    if cs.is_active(&v.name, STATUS_TIMEOUT).unwrap_or(false) {
+        crate::log::info(format_args!(
+            "{}: already open as /dev/mapper/{}, nothing to do",
+            v.name, v.name
+        ));
+        return Ok(None);
+    }
+    let wait = config.timeouts.device.min(deadline.remaining());
+    if !v.device.exists() {
+        crate::log::info(format_args!(
+            "{}: waiting up to {:.0}s for {}",
+            v.name,
+            wait.as_secs_f64(),
+            v.device.display()
+        ));
+    }
+    if !wait_for_device(&v.device, wait) {
+        return Err(Error::failed(
+            Step::Device,
+            format!("{} does not exist (waited {:.0}s)", v.device.display(), wait.as_secs_f64()),
+            "check that the volume group is active (vgchange -ay) and the device path in the configuration",
+        ));
+    }
+    let ciphertext = read_ciphertext(v)?;
+    Ok(Some(Pending {
+        volume: v,
+        ciphertext,
+    }))
+}
+
+/// The ciphertext as the article stores it: `vault:vN:...`, surrounding whitespace trimmed.
+pub fn read_ciphertext(v: &Volume) -> Result<String> {
+    let file = &v.ciphertext_file;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::failed(
+            Step::Ciphertext,
+            format!("cannot read {}: {e}", file.display()),
+            "check volumes[].ciphertext_file (in the initramfs: that the file was included)",
+        )
+    })?;
+    let text = text.trim();
+    if !text.starts_with("vault:v") || text.contains(char::is_whitespace) {
+        return Err(Error::failed(
+            Step::Ciphertext,
+            format!(
+                "{} does not hold a Vault transit ciphertext (vault:vN:...)",
+                file.display()
+            ),
+            "restore the file from a backup, or unlock with the backup passphrase",
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The ciphertext's key version (`vault:v3:...` is 3), for status and logs.
+pub fn key_version(ciphertext: &str) -> Option<u32> {
+    ciphertext
+        .strip_prefix("vault:v")?
+        .split(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn unlock_pending(
+    cs: &Cryptsetup,
+    config: &Config,
+    pending: &[Pending],
+    deadline: &Deadline,
+    failures: &mut Vec<(String, Error)>,
+) -> Result<()> {
+    let identity = if auth::needs_identity(&config.auth) {
+        let source = ExoscaleMetadata::new(&config.metadata.url, config.timeouts.request);
+        crate::log::info(format_args!(
+            "metadata: asking the {} ({:.0}s left)",
+            source.describe(),
+            deadline.remaining().as_secs_f64()
+        ));
+        let id = source.fetch(deadline)?;
+        crate::log::info(format_args!(
+            "metadata: instance {} in zone {}",
+            id.instance_id, id.zone
+        ));
+        Some(id)
+    } else {
+        None
+    };
+    let vault = Vault::new(&config.vault, &config.timeouts, &config.origin)?;
+    crate::log::debug(format_args!(
+        "vault: addresses {}",
+        vault.addresses().join(", ")
+    ));
+    let token = auth::login(&vault, &config.auth, identity.as_ref(), deadline)?;
+
+    // One request per transit key; volumes sharing a key go in one batch.
+    let mut groups: BTreeMap<(&str, &str), Vec<&Pending>> = BTreeMap::new();
+    for p in pending {
+        groups
+            .entry((&p.volume.transit.mount, &p.volume.transit.key))
+            .or_default()
+            .push(p);
+    }
+    let mut keys: Vec<(&Pending, Secret)> = Vec::new();
+    for ((mount, key), members) in groups {
+        let transit_key = Transit {
+            mount: mount.to_string(),
+            key: key.to_string(),
+            context: None,
+        };
+        let items: Vec<transit::Ciphertext> = members
+            .iter()
+            .map(|p| transit::Ciphertext {
+                text: &p.ciphertext,
+                context: p.volume.transit.context.as_deref(),
+            })
+            .collect();
+        match transit::decrypt(&vault, &token.secret, &transit_key, &items, deadline) {
+            Ok(results) => {
+                for (p, r) in members.into_iter().zip(results) {
+                    match r {
+                        Ok(plaintext) => keys.push((p, plaintext)),
+                        Err(msg) => failures.push((
+                            p.volume.name.clone(),
+                            transit::item_error(&msg, &transit_key),
+                        )),
+                    }
+                }
+            }
+            Err(e) => {
+                for p in members {
+                    failures.push((p.volume.name.clone(), e.clone()));
+                }
+            }
+        }
+    }
+    auth::finish(&vault, token, deadline);
+
+    for (p, plaintext) in keys {
+        if let Err(e) = open(cs, config, p.volume, plaintext) {
+            failures.push((p.volume.name.clone(), e));
+        }
+    }
+    Ok(())
+}
+
+fn open(cs: &Cryptsetup, config: &Config, v: &Volume, plaintext: Secret) -> Result<()> {
+    let key = match v.key_format {
+        KeyFormat::Base64Text => plaintext,
+        KeyFormat::Raw => Secret::new(decode_base64(plaintext.expose()).ok_or_else(|| {
+            Error::failed(
+                Step::Decrypt,
+                "the transit plaintext is not base64",
+                "set key_format to base64 for this volume",
+            )
+        })?),
+    };
+    crate::log::info(format_args!(
+        "{}: cryptsetup open {} {}",
+        v.name,
+        v.device.display(),
+        v.name
+    ));
+    match cs.open(&v.device, &v.name, &key, config.timeouts.cryptsetup) {
+        Ok(()) => {
+            crate::log::info(format_args!("{}: unlocked as /dev/mapper/{}", v.name, v.name));
+            Ok(())
+        }
+        Err(OpenError::KeyRejected) => Err(Error::failed(
+            Step::Cryptsetup,
+            format!("the key from Vault does not open {} (no keyslot accepts it)", v.device.display()),
+            "the ciphertext belongs to another volume or its keyslot was removed; unlock with the backup passphrase and re-enroll",
+        )),
+        Err(OpenError::TimedOut(t)) => Err(Error::failed(
+            Step::Cryptsetup,
+            format!("cryptsetup open {} did not finish within {:.0}s", v.device.display(), t.as_secs_f64()),
+            "raise timeouts.cryptsetup (argon2id keyslots can be slow and memory-hungry)",
+        )),
+        Err(OpenError::Failed(words)) => Err(Error::failed(
+            Step::Cryptsetup,
+            format!("cryptsetup open {}: {words}", v.device.display()),
+            "check the device is a LUKS volume and dm_crypt is available",
+        )),
+    }
+}
+
+/// One failure is returned as it is; several are logged one per line and summarised.
+fn report(mut failures: Vec<(String, Error)>) -> Result<()> {
+    // A configuration problem found on the way (e.g. an unreadable CA file) is exit 2 for all.
+    if let Some(i) = failures
+        .iter()
+        .position(|(_, e)| matches!(e, Error::Config { .. }))
+    {
+        return Err(failures.swap_remove(i).1);
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => {
+            let (name, e) = failures.remove(0);
+            match e {
+                Error::Failed(f) => Err(Error::failed(
+                    f.step,
+                    format!("{name}: {}", f.detail),
+                    f.hint,
+                )),
+                other => Err(other),
+            }
+        }
+        n => {
+            let names: Vec<String> = failures.iter().map(|(n, _)| n.clone()).collect();
+            for (name, e) in failures {
+                crate::log::error(format_args!("{name}: {e}"));
+            }
+            Err(Error::failed(
+                Step::Unlock,
+                format!("{n} volumes stayed locked: {}", names.join(", ")),
+                "see the lines above",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_version_reads_the_prefix() {
+        assert_eq!(key_version("vault:v1:abc"), Some(1));
+        assert_eq!(key_version("vault:v12:abc"), Some(12));
+        assert_eq!(key_version("vault:vx:abc"), None);
+        assert_eq!(key_version("abc"), None);
+    }
+}

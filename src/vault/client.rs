@@ -1,0 +1,386 @@
+//! A Vault API client: several addresses (HA: the next one on connection trouble or 5xx),
+//! the private CA and client certificate, namespace, retries as Vault's own client does them,
+//! all inside the caller's deadline.
+
+use crate::config::{Timeouts, VaultConfig};
+use crate::error::{Error, Result};
+use crate::http::{status_retryable, Http, HttpError, HttpOptions, Method, Reply};
+use crate::retry::{self, Attempt, Backoff, Deadline, GaveUp};
+use crate::secret::Secret;
+use std::cell::Cell;
+use std::fmt;
+use std::path::Path;
+
+/// Vault answers are small; a batch of a few dozen volumes stays far below this.
+const BODY_LIMIT: u64 = 1024 * 1024;
+
+struct Endpoint {
+    /// What requests go to (host replaced by tls_server_name when set).
+    base: String,
+    /// The address as configured, for messages.
+    shown: String,
+    http: Http,
+}
+
+pub struct Vault {
+    endpoints: Vec<Endpoint>,
+    namespace: Option<String>,
+    backoff: Backoff,
+    /// The endpoint that answered last; HA failover moves it on.
+    current: Cell<usize>,
+}
+
+/// Why a Vault call did not succeed, with Vault's own words.
+#[derive(Debug)]
+pub struct VaultFailure {
+    pub address: String,
+    pub status: Option<u16>,
+    /// Vault's `errors` array, or a short excerpt of a body that was not Vault JSON.
+    pub errors: Vec<String>,
+    pub transport: Option<HttpError>,
+    /// Set when the deadline ended the retries.
+    pub gave_up_after: Option<u32>,
+    /// The body of a non-2xx answer (transit batches report per-item errors in a 400).
+    pub body: Option<zeroize::Zeroizing<Vec<u8>>>,
+    pub redirect: Option<String>,
+}
+
+impl fmt::Display for VaultFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.status, &self.transport) {
+            (Some(s), _) => {
+                write!(f, "{} answered HTTP {s}", self.address)?;
+                if !self.errors.is_empty() {
+                    write!(f, ": {}", self.errors.join("; "))?;
+                }
+                if let Some(loc) = &self.redirect {
+                    write!(f, " (redirect to {loc})")?;
+                }
+            }
+            (None, Some(t)) => write!(f, "{}: {t}", self.address)?,
+            (None, None) => write!(f, "{}: unknown error", self.address)?,
+        }
+        if let Some(n) = self.gave_up_after {
+            write!(f, " (gave up after {n} attempts: deadline reached)")?;
+        }
+        Ok(())
+    }
+}
+
+impl Vault {
+    pub fn new(cfg: &VaultConfig, timeouts: &Timeouts, origin: &str) -> Result<Vault> {
+        let tls = tls_config(cfg, origin)?;
+        let endpoints = cfg
+            .addresses
+            .iter()
+            .map(|a| {
+                let (base, connect_to) = match &cfg.tls_server_name {
+                    Some(name) if a.url.https => (
+                        a.url.base_with_host(name),
+                        Some((name.clone(), a.url.host_for_url())),
+                    ),
+                    _ => (a.url.base(), None),
+                };
+                Endpoint {
+                    base,
+                    shown: a.url.base(),
+                    http: Http::new(HttpOptions {
+                        request_timeout: timeouts.request,
+                        body_limit: BODY_LIMIT,
+                        tls: tls.clone(),
+                        connect_to,
+                        use_env_proxy: true,
+                    }),
+                }
+            })
+            .collect();
+        Ok(Vault {
+            endpoints,
+            namespace: cfg.namespace.clone(),
+            backoff: Backoff::default(),
+            current: Cell::new(0),
+        })
+    }
+
+    /// POST `body` to `/v1/{path}`; a 2xx reply, or why not. Retries retryable failures,
+    /// moving to the next address, until `deadline`.
+    pub fn post(
+        &self,
+        what: &str,
+        path: &str,
+        token: Option<&Secret>,
+        body: &[u8],
+        deadline: &Deadline,
+    ) -> std::result::Result<Reply, Box<VaultFailure>> {
+        let token = match token.map(|t| std::str::from_utf8(t.expose())) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(_)) => {
+                return Err(self.failure_without_status(HttpError::Other(
+                    "the token is not valid text".into(),
+                )))
+            }
+            None => None,
+        };
+        let mut headers: Vec<(&str, &str)> = vec![("X-Vault-Request", "true")];
+        if let Some(ns) = &self.namespace {
+            headers.push(("X-Vault-Namespace", ns));
+        }
+        if let Some(t) = token {
+            headers.push(("X-Vault-Token", t));
+        }
+        let result = retry::run(
+            what,
+            deadline,
+            &self.backoff,
+            #[allow(clippy::borrowed_box)]
+            |f: &Box<VaultFailure>| f.as_ref().to_string(),
+            |attempt, left| {
+                let ep = &self.endpoints[self.current.get()];
+                crate::log::debug(format_args!(
+                    "{what}: POST {}/v1/{path} (attempt {attempt}, {:.0}s left)",
+                    ep.shown,
+                    left.as_secs_f64()
+                ));
+                let url = format!("{}/v1/{path}", ep.base);
+                match ep.http.send(Method::Post, &url, &headers, body, left) {
+                    Ok(reply) if (200..300).contains(&reply.status) => Ok(reply),
+                    Ok(reply) => {
+                        let retryable = status_retryable(reply.status);
+                        let after = reply.retry_after;
+                        let failure = Box::new(failure_from_reply(&ep.shown, reply));
+                        if retryable {
+                            self.next_endpoint();
+                            Err(Attempt::Retry {
+                                error: failure,
+                                after,
+                            })
+                        } else {
+                            Err(Attempt::Final(failure))
+                        }
+                    }
+                    Err(e) => {
+                        let retryable = e.retryable();
+                        let failure = Box::new(VaultFailure {
+                            address: ep.shown.clone(),
+                            status: None,
+                            errors: Vec::new(),
+                            transport: Some(e),
+                            gave_up_after: None,
+                            body: None,
+                            redirect: None,
+                        });
+                        if retryable {
+                            self.next_endpoint();
+                            Err(Attempt::Retry {
+                                error: failure,
+                                after: None,
+                            })
+                        } else {
+                            Err(Attempt::Final(failure))
+                        }
+                    }
+                }
+            },
+        );
+        match result {
+            Ok(r) => Ok(r),
+            Err(GaveUp::Final(f)) => Err(f),
+            Err(GaveUp::Deadline { mut last, attempts }) => {
+                last.gave_up_after = Some(attempts);
+                Err(last)
+            }
+        }
+    }
+
+    fn next_endpoint(&self) {
+        self.current
+            .set((self.current.get() + 1) % self.endpoints.len());
+    }
+
+    fn failure_without_status(&self, e: HttpError) -> Box<VaultFailure> {
+        Box::new(VaultFailure {
+            address: self.endpoints[self.current.get()].shown.clone(),
+            status: None,
+            errors: Vec::new(),
+            transport: Some(e),
+            gave_up_after: None,
+            body: None,
+            redirect: None,
+        })
+    }
+
+    pub fn addresses(&self) -> Vec<&str> {
+        self.endpoints.iter().map(|e| e.shown.as_str()).collect()
+    }
+}
+
+fn failure_from_reply(address: &str, reply: Reply) -> VaultFailure {
+    VaultFailure {
+        address: address.to_string(),
+        status: Some(reply.status),
+        errors: vault_errors(&reply.body),
+        transport: None,
+        gave_up_after: None,
+        redirect: reply.location.clone(),
+        body: Some(reply.body),
+    }
+}
+
+/// Vault's `{"errors": [...]}`, or a short printable excerpt of whatever else came back.
+pub fn vault_errors(body: &[u8]) -> Vec<String> {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(list) = v.get("errors").and_then(|e| e.as_array()) {
+            return list
+                .iter()
+                .map(|e| {
+                    e.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| e.to_string())
+                })
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+    }
+    let text: String = String::from_utf8_lossy(body)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let text = text.trim();
+    if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![text.to_string()]
+    }
+}
+
+fn read_file(origin: &str, field: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::config(
+            origin,
+            field,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })
+}
+
+fn tls_config(cfg: &VaultConfig, origin: &str) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{parse_pem, ClientCert, PemItem, RootCerts, TlsConfig};
+    let mut builder = TlsConfig::builder().disable_verification(cfg.tls_skip_verify);
+    // No roots are compiled in (they would cost ~80 KiB and go stale): the private CA from
+    // vault.ca_cert, or the system bundle, which the initramfs hooks copy in.
+    let https = cfg.addresses.iter().any(|a| a.url.https);
+    match cfg.ca_bundle() {
+        Some(ca) => {
+            let field = if cfg.ca_cert.is_some() {
+                "vault.ca_cert"
+            } else {
+                "vault"
+            };
+            let pem = read_file(origin, field, &ca)?;
+            let certs: Vec<_> = parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(c)) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            if certs.is_empty() {
+                return Err(Error::config(
+                    origin,
+                    field,
+                    format!("{} holds no PEM certificate", ca.display()),
+                ));
+            }
+            builder = builder.root_certs(RootCerts::new_with_certs(&certs));
+        }
+        None if https && !cfg.tls_skip_verify => {
+            return Err(Error::config(
+                origin,
+                "vault.ca_cert",
+                format!("no CA certificates to verify Vault with: set vault.ca_cert, or install the system bundle ({})", crate::config::SYSTEM_CA_BUNDLES.join(" or ")),
+            ));
+        }
+        None => builder = builder.root_certs(RootCerts::new_with_certs(&[])),
+    }
+    if let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) {
+        let cert_pem = read_file(origin, "vault.client_cert", cert)?;
+        let chain: Vec<_> = parse_pem(&cert_pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if chain.is_empty() {
+            return Err(Error::config(
+                origin,
+                "vault.client_cert",
+                format!("{} holds no PEM certificate", cert.display()),
+            ));
+        }
+        let key_pem = zeroize::Zeroizing::new(read_file(origin, "vault.client_key", key)?);
+        let key = parse_pem(&key_pem)
+            .find_map(|item| match item {
+                Ok(PemItem::PrivateKey(k)) => Some(k),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::config(
+                    origin,
+                    "vault.client_key",
+                    format!("{} holds no PEM private key", key.display()),
+                )
+            })?;
+        builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_errors_array_is_used_as_is() {
+        assert_eq!(
+            vault_errors(br#"{"errors":["permission denied"]}"#),
+            vec!["permission denied"]
+        );
+        assert_eq!(vault_errors(br#"{"errors":[]}"#), Vec::<String>::new());
+    }
+
+    #[test]
+    fn other_bodies_are_excerpted_printably() {
+        assert_eq!(
+            vault_errors(b"<html>\nBad Gateway\n</html>"),
+            vec!["<html> Bad Gateway </html>"]
+        );
+        assert_eq!(vault_errors(&[b'x'; 500]).remove(0).len(), 200);
+        assert!(vault_errors(b"").is_empty());
+    }
+
+    #[test]
+    fn failure_reads_like_a_sentence() {
+        let f = VaultFailure {
+            address: "https://v:8200".into(),
+            status: Some(403),
+            errors: vec!["permission denied".into()],
+            transport: None,
+            gave_up_after: None,
+            body: None,
+            redirect: None,
+        };
+        assert_eq!(
+            f.to_string(),
+            "https://v:8200 answered HTTP 403: permission denied"
+        );
+        let f = VaultFailure {
+            status: None,
+            errors: vec![],
+            transport: Some(HttpError::Connect("Connection refused".into())),
+            gave_up_after: Some(4),
+            ..f
+        };
+        assert_eq!(f.to_string(), "https://v:8200: cannot connect: Connection refused (gave up after 4 attempts: deadline reached)");
+    }
+}

@@ -1,0 +1,158 @@
+//! Transit decrypt: one request per transit key, batched when several volumes share the key.
+//! The plaintext is kept exactly as Vault returns it (base64 text): that string is the LUKS
+//! passphrase the article's pipeline gives cryptsetup.
+
+use super::auth::vault_hint;
+use super::client::{Vault, VaultFailure};
+use crate::config::Transit;
+use crate::error::{Error, Result, Step};
+use crate::retry::Deadline;
+use crate::secret::Secret;
+use serde_json::{json, Value};
+
+pub struct Ciphertext<'a> {
+    pub text: &'a str,
+    pub context: Option<&'a str>,
+}
+
+/// The plaintext of each item, in order, or that item's own error.
+pub type ItemResults = Vec<std::result::Result<Secret, String>>;
+
+pub fn decrypt(
+    vault: &Vault,
+    token: &Secret,
+    transit: &Transit,
+    items: &[Ciphertext],
+    deadline: &Deadline,
+) -> Result<ItemResults> {
+    let path = format!("{}/decrypt/{}", transit.mount, transit.key);
+    let item_json = |c: &Ciphertext| {
+        let mut o = json!({ "ciphertext": c.text });
+        if let Some(ctx) = c.context {
+            o["context"] = json!(ctx);
+        }
+        o
+    };
+    let batch = items.len() > 1;
+    let body = if batch {
+        json!({ "batch_input": items.iter().map(item_json).collect::<Vec<_>>() })
+    } else {
+        item_json(&items[0])
+    };
+    crate::log::info(format_args!(
+        "transit decrypt: {} ciphertext(s) with key {} at {path} ({:.0}s left)",
+        items.len(),
+        transit.key,
+        deadline.remaining().as_secs_f64()
+    ));
+    let body = serde_json::to_vec(&body).expect("serializing a JSON value cannot fail");
+    let reply = match vault.post("transit decrypt", &path, Some(token), &body, deadline) {
+        Ok(r) => r,
+        // A batch with a failing item is answered 400 with per-item errors: use them.
+        Err(f) if batch && f.status == Some(400) => match f
+            .body
+            .as_deref()
+            .and_then(|b| batch_results(b, items.len()))
+        {
+            Some(results) => return Ok(results),
+            None => return Err(decrypt_error(&f, transit, &path)),
+        },
+        Err(f) => return Err(decrypt_error(&f, transit, &path)),
+    };
+    let parsed = if batch {
+        batch_results(&reply.body, items.len())
+    } else {
+        let mut v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
+        take_plaintext(&mut v["data"]).map(|p| vec![Ok(p)])
+    };
+    parsed.ok_or_else(|| {
+        Error::failed(
+            Step::Decrypt,
+            format!("the answer from {path} has no plaintext"),
+            "is transit mounted at that path?",
+        )
+    })
+}
+
+fn batch_results(body: &[u8], n: usize) -> Option<ItemResults> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    let results = v.pointer_mut("/data/batch_results")?.as_array_mut()?;
+    if results.len() != n {
+        return None;
+    }
+    Some(
+        results
+            .iter_mut()
+            .map(|item| match item.get("error").and_then(Value::as_str) {
+                Some(e) if !e.is_empty() => Err(e.to_string()),
+                _ => take_plaintext(item)
+                    .ok_or_else(|| "no plaintext in the batch result".to_string()),
+            })
+            .collect(),
+    )
+}
+
+/// Moves the `plaintext` string out of the JSON value into a Secret, without a copy.
+fn take_plaintext(v: &mut Value) -> Option<Secret> {
+    match v.get_mut("plaintext").map(Value::take) {
+        Some(Value::String(s)) if !s.is_empty() => Some(Secret::from_string(s)),
+        _ => None,
+    }
+}
+
+fn decrypt_error(f: &VaultFailure, transit: &Transit, path: &str) -> Error {
+    let hint = match f.status {
+        Some(400) => format!(
+            "Vault could not decrypt the ciphertext with transit key `{}`: the file is damaged, belongs to another key, or the key version was trimmed (use the backup passphrase)",
+            transit.key
+        ),
+        Some(403) => format!("the token's policies do not allow update on {path}: add it to the role's policy (the article's transit-luks)"),
+        Some(404) => format!("nothing at {path}: check transit.mount and transit.key"),
+        _ => vault_hint(f),
+    };
+    Error::failed(Step::Decrypt, f.to_string(), hint)
+}
+
+/// A per-item error from a batch, in the same words as a whole-request failure.
+pub fn item_error(message: &str, transit: &Transit) -> Error {
+    Error::failed(
+        Step::Decrypt,
+        format!("Vault: {message}"),
+        format!("the ciphertext does not decrypt with transit key `{}`: the file is damaged or belongs to another key (use the backup passphrase)", transit.key),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::client::vault_errors;
+
+    #[test]
+    fn batch_results_keep_order_and_item_errors() {
+        let body = br#"{"data":{"batch_results":[{"plaintext":"QUJD"},{"error":"cipher: message authentication failed"}]}}"#;
+        let r = batch_results(body, 2).unwrap();
+        assert_eq!(r[0].as_ref().unwrap().expose(), b"QUJD");
+        assert_eq!(
+            r[1].as_ref().err().unwrap(),
+            "cipher: message authentication failed"
+        );
+    }
+
+    #[test]
+    fn batch_results_must_match_the_request() {
+        assert!(
+            batch_results(br#"{"data":{"batch_results":[{"plaintext":"QUJD"}]}}"#, 2).is_none()
+        );
+        assert!(batch_results(br#"{"errors":["x"]}"#, 1).is_none());
+        assert_eq!(vault_errors(br#"{"errors":["x"]}"#), vec!["x"]);
+    }
+
+    #[test]
+    fn plaintext_is_taken_verbatim() {
+        let mut v: Value =
+            serde_json::from_str(r#"{"plaintext":"dGhpcyBpcyAyNCBieXRlcyBsb25nIQ=="}"#).unwrap();
+        let s = take_plaintext(&mut v).unwrap();
+        assert_eq!(s.expose(), b"dGhpcyBpcyAyNCBieXRlcyBsb25nIQ==");
+        assert_eq!(v["plaintext"], Value::Null, "moved out, not copied");
+    }
+}
