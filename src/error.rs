@@ -24,6 +24,8 @@ pub enum Error {
 
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The volume this is about, when it is about one.
+    pub volume: Option<String>,
     pub step: Step,
     pub detail: String,
     pub hint: String,
@@ -76,8 +78,20 @@ impl Error {
         }
     }
 
+    /// The same error, said about one volume.
+    pub fn for_volume(self, name: &str) -> Self {
+        match self {
+            Error::Failed(f) => Error::Failed(Failure {
+                volume: Some(name.to_string()),
+                ..f
+            }),
+            other => other,
+        }
+    }
+
     pub fn failed(step: Step, detail: impl Into<String>, hint: impl Into<String>) -> Self {
         Error::Failed(Failure {
+            volume: None,
             step,
             detail: detail.into(),
             hint: hint.into(),
@@ -87,6 +101,9 @@ impl Error {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(v) = &self.volume {
+            write!(f, "{v}: ")?;
+        }
         write!(f, "{} failed: {}", self.step.name(), self.detail)?;
         if !self.hint.is_empty() {
             write!(f, " -- {}", self.hint)?;

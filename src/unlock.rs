@@ -62,6 +62,7 @@ pub fn unlock(config: &Config, names: &[String]) -> Result<()> {
         config.timeouts.unlock.as_secs_f64()
     ));
 
+    let total = volumes.len();
     let mut failures: Vec<(String, Error)> = Vec::new();
     let mut pending = Vec::new();
     for v in volumes {
@@ -79,7 +80,7 @@ pub fn unlock(config: &Config, names: &[String]) -> Result<()> {
             }
         }
     }
-    report(failures)
+    report(failures, total)
 }
 
 /// Local checks; `None` when there is nothing to do for this volume.
@@ -274,8 +275,9 @@ fn open(cs: &Cryptsetup, config: &Config, v: &Volume, plaintext: Secret) -> Resu
     }
 }
 
-/// One failure is returned as it is; several are logged one per line and summarised.
-fn report(mut failures: Vec<(String, Error)>) -> Result<()> {
+/// One volume's failure is returned as it is; with several volumes each failure is logged on
+/// its own line and the summary says how many stayed locked.
+fn report(mut failures: Vec<(String, Error)>, total: usize) -> Result<()> {
     // A configuration problem found on the way (e.g. an unreadable CA file) is exit 2 for all.
     if let Some(i) = failures
         .iter()
@@ -283,31 +285,26 @@ fn report(mut failures: Vec<(String, Error)>) -> Result<()> {
     {
         return Err(failures.swap_remove(i).1);
     }
-    match failures.len() {
-        0 => Ok(()),
-        1 => {
-            let (name, e) = failures.remove(0);
-            match e {
-                Error::Failed(f) => Err(Error::failed(
-                    f.step,
-                    format!("{name}: {}", f.detail),
-                    f.hint,
-                )),
-                other => Err(other),
-            }
-        }
-        n => {
-            let names: Vec<String> = failures.iter().map(|(n, _)| n.clone()).collect();
-            for (name, e) in failures {
-                crate::log::error(format_args!("{name}: {e}"));
-            }
-            Err(Error::failed(
-                Step::Unlock,
-                format!("{n} volumes stayed locked: {}", names.join(", ")),
-                "see the lines above",
-            ))
-        }
+    if failures.is_empty() {
+        return Ok(());
     }
+    if total == 1 {
+        let (name, e) = failures.remove(0);
+        return Err(e.for_volume(&name));
+    }
+    let names: Vec<String> = failures.iter().map(|(n, _)| n.clone()).collect();
+    for (name, e) in failures {
+        crate::log::error(format_args!("{}", e.for_volume(&name)));
+    }
+    Err(Error::failed(
+        Step::Unlock,
+        format!(
+            "{} of {total} volumes stayed locked: {}",
+            names.len(),
+            names.join(", ")
+        ),
+        "see the lines above",
+    ))
 }
 
 #[cfg(test)]

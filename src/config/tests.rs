@@ -76,7 +76,9 @@ fn every_option_is_read() {
     assert_eq!(c.volumes[0].transit.context.as_deref(), Some("Y3R4"));
     assert_eq!(
         c.referenced_files(),
-        ["/a", "/b", "/c.pem", "/etc/vault-luks/ca.pem", "/k.pem"].map(PathBuf::from).to_vec()
+        ["/a", "/b", "/c.pem", "/etc/vault-luks/ca.pem", "/k.pem"]
+            .map(PathBuf::from)
+            .to_vec()
     );
 }
 

@@ -1,0 +1,366 @@
+//! `vault-luks unlock` end to end: real OpenBao, the Exoscale stand-ins, real cryptsetup on
+//! LUKS2 images made with the article's commands.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn an_article_volume_opens_unchanged_and_nothing_leaks() {
+    let sb = Sandbox::new("article");
+    // The article's exact command: argon2id with cryptsetup's own benchmark.
+    let vol = sb.article_volume("luks", "luks", &[]);
+    let before = sha256(&vol.image);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+
+    let run = sb.run(&config, &["unlock"]);
+    run.assert_code(0)
+        .assert_stderr("metadata: instance 9a0e0b2c-1f6a-4a4e-9a51-3c7f1e2d4b5a in zone ch-gva-2")
+        .assert_stderr("vault login: ok")
+        .assert_stderr("transit decrypt: 1 ciphertext(s) with key luks")
+        .assert_stderr("token revoke: ok")
+        .assert_stderr("luks: unlocked as /dev/mapper/luks");
+    assert!(sb.is_open("luks"));
+    assert_eq!(
+        sha256(&vol.image),
+        before,
+        "nothing is written to the device"
+    );
+    assert_eq!(standin.requests("/v1/auth/exoscale/login"), 1);
+    assert_eq!(standin.requests("/v1/auth/token/revoke-self"), 1);
+
+    // The key (the article's plaintext) and the token reach no argv, environment or log line.
+    let key = bao().decrypt(
+        "luks",
+        std::fs::read_to_string(&vol.ciphertext_file)
+            .unwrap()
+            .trim(),
+    );
+    assert_eq!(key.len(), 32, "openssl rand -base64 24 is 32 characters");
+    let argv = sb.wrapper_log("argv.log");
+    let env = sb.wrapper_log("env.log");
+    assert!(
+        argv.contains(&format!("open --key-file=- {} luks", vol.image.display())),
+        "{argv}"
+    );
+    for (what, text) in [
+        ("argv", &argv),
+        ("environment", &env),
+        ("stderr", &run.stderr),
+        ("stdout", &run.stdout),
+    ] {
+        assert!(!text.contains(&key), "the key leaked into {what}");
+        assert_eq!(token_like(text), None, "a token leaked into {what}");
+    }
+}
+
+#[test]
+fn a_volume_already_open_is_success_without_network() {
+    let sb = Sandbox::new("already-open");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+    sb.mark_open("luks", &vol.image);
+    sb.run(&config, &["unlock"])
+        .assert_code(0)
+        .assert_stderr("luks: already open as /dev/mapper/luks, nothing to do");
+    assert_eq!(
+        standin.requests("/v1/auth/exoscale/login"),
+        0,
+        "no login when nothing needs opening"
+    );
+    assert!(!sb.wrapper_log("argv.log").contains("open --key-file"));
+}
+
+#[test]
+fn volumes_sharing_a_key_are_decrypted_in_one_batch() {
+    let sb = Sandbox::new("batch");
+    let a = sb.article_volume("a", "luks", FAST_ARGON2);
+    let b = sb.article_volume("b", "luks", FAST_ARGON2);
+    let c = sb.article_volume("c", "other", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(
+        &standin,
+        &[("a", &a, "luks"), ("b", &b, "luks"), ("c", &c, "other")],
+    ));
+    sb.run(&config, &["unlock"])
+        .assert_code(0)
+        .assert_stderr("transit decrypt: 2 ciphertext(s) with key luks");
+    assert!(sb.is_open("a") && sb.is_open("b") && sb.is_open("c"));
+    assert_eq!(
+        standin.requests("/v1/transit/decrypt/luks"),
+        1,
+        "one batch request for the shared key"
+    );
+    assert_eq!(standin.requests("/v1/transit/decrypt/other"), 1);
+    assert_eq!(
+        standin.requests("/v1/auth/exoscale/login"),
+        1,
+        "one login for all volumes"
+    );
+}
+
+#[test]
+fn named_volumes_only() {
+    let sb = Sandbox::new("named");
+    let a = sb.article_volume("a", "luks", FAST_ARGON2);
+    let b = sb.article_volume("b", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(
+        &standin,
+        &[("a", &a, "luks"), ("b", &b, "luks")],
+    ));
+    sb.run(&config, &["unlock", "b"]).assert_code(0);
+    assert!(sb.is_open("b") && !sb.is_open("a"));
+    sb.run(&config, &["unlock", "nope"])
+        .assert_code(2)
+        .assert_stderr("no volume named `nope`");
+}
+
+#[test]
+fn one_bad_volume_does_not_stop_the_others() {
+    let sb = Sandbox::new("partial");
+    let good = sb.article_volume("good", "luks", FAST_ARGON2);
+    let bad = sb.article_volume("bad", "luks", FAST_ARGON2);
+    std::fs::write(
+        &bad.ciphertext_file,
+        "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+    )
+    .unwrap();
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(
+        &standin,
+        &[("good", &good, "luks"), ("bad", &bad, "luks")],
+    ));
+    sb.run(&config, &["unlock"])
+        .assert_code(1)
+        .assert_stderr("bad: transit decrypt failed: Vault: cipher: message authentication failed")
+        .assert_stderr("1 of 2 volumes stayed locked: bad");
+    assert!(sb.is_open("good"));
+    assert!(!sb.is_open("bad"));
+}
+
+#[test]
+fn approle_mode_login() {
+    let sb = Sandbox::new("approle-mode");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&["--approle-mode"]);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    cfg["auth"]["approle_mode"] = json!(true);
+    sb.run(&sb.write_config(&cfg), &["unlock"]).assert_code(0);
+    assert!(sb.is_open("luks"));
+    // The same config without approle_mode sends `role`, which this plugin mode refuses.
+    let sb2 = Sandbox::new("approle-mode-mismatch");
+    cfg["auth"]["approle_mode"] = json!(false);
+    sb2.run(&sb2.write_config(&cfg), &["unlock"])
+        .assert_code(1)
+        .assert_stderr("HTTP 400: missing field: role_id");
+}
+
+#[test]
+fn a_token_from_the_environment_is_used_and_not_revoked() {
+    let sb = Sandbox::new("env-token");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+    let token = bao().token("transit-luks");
+    assert_eq!(
+        token_like(&token).as_deref(),
+        Some(token.as_str()),
+        "the leak check recognises real tokens"
+    );
+    let mut cmd = sb.command(&config, &["unlock"]);
+    cmd.env("VAULT_TOKEN", &token);
+    let run = sb.run_command(cmd);
+    run.assert_code(0);
+    assert!(sb.is_open("luks"));
+    assert_eq!(standin.requests("/v1/auth/exoscale/login"), 0);
+    assert_eq!(
+        standin.requests("/v1/auth/token/revoke-self"),
+        0,
+        "a token handed over is not ours to revoke"
+    );
+    assert_eq!(standin.requests("/v1/auth/token/create"), 0);
+    assert!(
+        !sb.wrapper_log("env.log").contains(&token),
+        "VAULT_TOKEN is not passed to cryptsetup"
+    );
+    assert!(!run.stderr.contains(&token));
+}
+
+#[test]
+fn a_token_file_works() {
+    let sb = Sandbox::new("token-file");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let token_file = sb.write("token", &format!("{}\n", bao().token("transit-luks")));
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    cfg["auth"] = json!({"method": "token", "token_file": token_file});
+    sb.run(&sb.write_config(&cfg), &["unlock"]).assert_code(0);
+    assert!(sb.is_open("luks"));
+}
+
+#[test]
+fn a_derived_key_with_context() {
+    let sb = Sandbox::new("derived");
+    let image = sb.dir.join("d.img");
+    let key = "ZGVyaXZlZC1rZXktZm9yLXRlc3RzLTI0Ynl0ZQ==";
+    let context = "dm9sdW1lLTE="; // "volume-1"
+    let ciphertext_file = sb.write(
+        "d.passphrase",
+        &bao().encrypt("derived", key, Some(context)),
+    );
+    luks_format(&image, key.as_bytes());
+    let standin = Standin::start(&[]);
+    let vol = Volume {
+        image,
+        ciphertext_file,
+    };
+    let mut cfg = config_for(&standin, &[("d", &vol, "derived")]);
+    cfg["volumes"][0]["transit"]["context"] = json!(context);
+    sb.run(&sb.write_config(&cfg), &["unlock"]).assert_code(0);
+    assert!(sb.is_open("d"));
+}
+
+#[test]
+fn raw_key_format_feeds_the_decoded_bytes() {
+    let sb = Sandbox::new("raw");
+    let image = sb.dir.join("r.img");
+    // 24 bytes, some not printable: the key is the decoded plaintext, not its base64 text.
+    let raw: Vec<u8> = (0u8..24)
+        .map(|i| i.wrapping_mul(37).wrapping_add(200))
+        .collect();
+    let b64 = base64_encode(&raw);
+    let ciphertext_file = sb.write("r.passphrase", &bao().encrypt("luks", &b64, None));
+    luks_format(&image, &raw);
+    let standin = Standin::start(&[]);
+    let vol = Volume {
+        image,
+        ciphertext_file,
+    };
+    let mut cfg = config_for(&standin, &[("r", &vol, "luks")]);
+    sb.run(&sb.write_config(&cfg), &["unlock"])
+        .assert_code(1)
+        .assert_stderr("no keyslot accepts it");
+    cfg["volumes"][0]["key_format"] = json!("raw");
+    sb.run(&sb.write_config(&cfg), &["unlock"]).assert_code(0);
+    assert!(sb.is_open("r"));
+}
+
+#[test]
+fn ha_moves_on_to_the_next_address() {
+    let sb = Sandbox::new("ha");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    cfg["vault"] = json!({"addresses": [dead, standin.vault_url()], "allow_http": true});
+    sb.run(&sb.write_config(&cfg), &["unlock"])
+        .assert_code(0)
+        .assert_stderr("attempt 1 failed")
+        .assert_within(Duration::from_secs(10));
+    assert!(sb.is_open("luks"));
+}
+
+#[test]
+fn transient_errors_are_retried() {
+    let sb = Sandbox::new("transient");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&["--fault", "transient-503=2", "--fault", "login-429"]);
+    let cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    let config = sb.write_config(&cfg);
+    // Clear the 429 after the first retries have been seen.
+    let handle = {
+        let url = standin.vault_url();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2500));
+            std::process::Command::new("curl")
+                .args([
+                    "-sf",
+                    "-X",
+                    "POST",
+                    "-d",
+                    r#"{"clear":["login-429"]}"#,
+                    &format!("{url}/_standin/faults"),
+                ])
+                .output()
+                .unwrap();
+        })
+    };
+    let run = sb.run(&config, &["unlock"]);
+    handle.join().unwrap();
+    run.assert_code(0)
+        .assert_stderr("HTTP 503: Vault is sealed; retrying in")
+        .assert_stderr("HTTP 429: request path \"auth/exoscale/login\": rate limit quota exceeded; retrying in 1.0s");
+    assert!(sb.is_open("luks"));
+}
+
+#[test]
+fn kernel_command_line_can_disable_and_override() {
+    let sb = Sandbox::new("cmdline");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    cfg["vault"]["address"] = json!(format!("http://127.0.0.1:{}", free_port()));
+    let config = sb.write_config(&cfg);
+
+    sb.set_cmdline("root=/dev/vda rd.vault-luks=0");
+    sb.run(&config, &["unlock"])
+        .assert_code(0)
+        .assert_stderr("disabled by rd.vault-luks=0");
+    assert!(!sb.is_open("luks"));
+
+    sb.set_cmdline(&format!(
+        "root=/dev/vda rd.vault-luks.address={} rd.vault-luks.debug",
+        standin.vault_url()
+    ));
+    sb.run(&config, &["unlock"])
+        .assert_code(0)
+        .assert_stderr("debug: vault: addresses");
+    assert!(sb.is_open("luks"));
+
+    let cmd = sb.command(&config, &["--no-cmdline", "unlock", "--timeout", "2"]);
+    sb.run(&config, &["close"]).assert_code(0);
+    sb.run_command(cmd)
+        .assert_code(1)
+        .assert_stderr("cannot connect");
+}
+
+fn luks_format(image: &std::path::Path, key: &[u8]) {
+    use std::io::Write;
+    std::fs::write(image, vec![0u8; 0]).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+    f.set_len(32 << 20).unwrap();
+    let mut child = std::process::Command::new("cryptsetup")
+        .args(["luksFormat", "--batch-mode", "--type", "luks2"])
+        .args(FAST_ARGON2)
+        .arg(image)
+        .arg("--key-file=-")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(key).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
