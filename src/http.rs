@@ -205,6 +205,11 @@ fn classify(e: ureq::Error, timeout: Duration, limit: u64) -> HttpError {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             HttpError::Timeout(timeout)
         }
+        // rustls reports handshake and certificate failures as InvalidData I/O errors: they
+        // are configuration problems, not something a retry fixes.
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            HttpError::Tls(io.to_string())
+        }
         ureq::Error::Io(io) => HttpError::Connect(io.to_string()),
         ureq::Error::ConnectionFailed => HttpError::Connect("connection failed".to_string()),
         ureq::Error::HostNotFound => HttpError::Connect("host name not found".to_string()),

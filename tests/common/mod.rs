@@ -409,10 +409,17 @@ impl Sandbox {
 
     /// A LUKS2 volume made with the article's commands (bao CLI pipes), keyed by transit KEY.
     pub fn article_volume(&self, name: &str, key: &str, pbkdf: &[&str]) -> Volume {
+        self.article_volume_on(bao(), name, key, pbkdf)
+    }
+
+    pub fn article_volume_on(&self, bao: &Bao, name: &str, key: &str, pbkdf: &[&str]) -> Volume {
         let image = self.dir.join(format!("{name}.img"));
         let ciphertext_file = self.dir.join(format!("{name}.passphrase"));
-        let bao = bao();
-        let status = Command::new(repo().join("tests/fixtures/article-volume.sh"))
+        let mut cmd = Command::new(repo().join("tests/fixtures/article-volume.sh"));
+        if let Some(ca) = &bao.ca_cert {
+            cmd.env("BAO_CACERT", ca);
+        }
+        let status = cmd
             .arg(&image)
             .arg(&ciphertext_file)
             .arg(key)

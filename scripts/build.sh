@@ -1,0 +1,23 @@
+#!/bin/bash
+# Build the static vault-luks binary and check it against its budget: fully static, <= 2 MiB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=x86_64-unknown-linux-musl
+cargo build --release --locked --target "$target" >&2
+bin=target/$target/release/vault-luks
+budget=$((2 * 1024 * 1024))
+size=$(stat -c %s "$bin")
+kind=$(file -b "$bin")
+case "$kind" in
+*"statically linked"* | *"static-pie linked"*) ;;
+*)
+	echo "build: $bin is not statically linked: $kind" >&2
+	exit 1
+	;;
+esac
+if [ "$size" -gt "$budget" ]; then
+	echo "build: $bin is $size bytes, over the 2 MiB budget" >&2
+	exit 1
+fi
+echo "build: $bin: $size bytes ($((size * 100 / budget))% of the 2 MiB budget), static" >&2
+echo "$bin"
