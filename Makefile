@@ -2,7 +2,7 @@
 .PHONY: demo test build setup clean
 
 demo:
-	tests/vm/demo.sh
+	scripts/demo-host.sh
 
 test:
 	scripts/test.sh

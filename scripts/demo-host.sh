@@ -1,0 +1,68 @@
+#!/bin/bash
+# The unlock on this host, no VM: a real OpenBao dev server with transit set up the article's
+# way, the Exoscale stand-ins in front of it, a LUKS2 image made with the article's commands,
+# and the static vault-luks opening it. This host has no device-mapper, so the `cryptsetup`
+# vault-luks runs is the test wrapper: it checks the key against the real header
+# (`cryptsetup open --test-passphrase`) instead of creating /dev/mapper/luks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+bin=$PWD/$(scripts/build.sh)
+
+work=$(mktemp -d /tmp/vault-luks-demo.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export BAO_ADDR=http://127.0.0.1:$port BAO_TOKEN=root
+echo "demo: starting OpenBao on $BAO_ADDR"
+bao server -dev -dev-root-token-id=root -dev-no-store-token -dev-listen-address="127.0.0.1:$port" >"$work/bao.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do bao status >/dev/null 2>&1 && break; sleep 0.1; done
+bao status >/dev/null
+
+echo "demo: transit the article's way: transit/keys/luks, policy transit-luks"
+bao secrets enable transit >/dev/null
+bao write -f transit/keys/luks >/dev/null
+bao policy write transit-luks - >/dev/null <<'HCL'
+path "transit/encrypt/luks" { capabilities = ["update"] }
+path "transit/decrypt/luks" { capabilities = ["update"] }
+HCL
+
+echo "demo: Exoscale metadata and auth-plugin stand-ins (role storage -> transit-luks)"
+tests/standins/exoscale_standin.py --upstream "$BAO_ADDR" --role storage=transit-luks >"$work/ports" 2>"$work/standin.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/ports" ] && break; sleep 0.1; done
+vault_port=$(jq -r .vault_port "$work/ports")
+metadata_port=$(jq -r .metadata_port "$work/ports")
+
+echo "demo: a LUKS2 volume made with the article's commands (argon2id)"
+tests/fixtures/article-volume.sh "$work/lv.luks.img" "$work/luks.passphrase" luks
+echo "demo: /etc/luks.passphrase holds only the Vault ciphertext: $(cut -c1-24 "$work/luks.passphrase")..."
+
+cat >"$work/config.json" <<JSON
+{"vault":   {"address": "http://127.0.0.1:$vault_port", "allow_http": true},
+ "auth":    {"method": "exoscale", "role": "storage"},
+ "metadata":{"url": "http://127.0.0.1:$metadata_port/1.0/meta-data/"},
+ "volumes": [{"name": "luks", "device": "$work/lv.luks.img",
+              "ciphertext_file": "$work/luks.passphrase", "transit": {"key": "luks"}}]}
+JSON
+
+mkdir -p "$work/bin" "$work/state"
+ln -s "$PWD/tests/fixtures/cryptsetup-wrapper" "$work/bin/cryptsetup"
+echo
+echo "demo: vault-luks unlock"
+# As at boot: no token and no address in the environment (they would override the login).
+run() {
+	env -u BAO_ADDR -u BAO_TOKEN PATH="$work/bin:$PATH" VAULT_LUKS_TEST_STATE="$work/state" \
+		VAULT_LUKS_PROC_CMDLINE=/dev/null "$bin" --config "$work/config.json" "$@"
+}
+run unlock
+echo
+run status
+echo "demo: done: the key Vault unwrapped opened the article's volume (checked against its header)"
