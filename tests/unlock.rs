@@ -364,3 +364,60 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_namespace_is_sent_with_every_request() {
+    let sb = Sandbox::new("namespace");
+    let bao = bao();
+    let ns_cli = |args: &[&str]| {
+        let mut c = bao.cli(args);
+        c.env("BAO_NAMESPACE", "team-a");
+        c
+    };
+    assert!(bao
+        .cli(&["namespace", "create", "team-a"])
+        .status()
+        .unwrap()
+        .success());
+    assert!(ns_cli(&["secrets", "enable", "transit"])
+        .status()
+        .unwrap()
+        .success());
+    assert!(ns_cli(&["write", "-f", "transit/keys/luks"])
+        .status()
+        .unwrap()
+        .success());
+    let key = "bmFtZXNwYWNlZC1rZXktMjQtYnl0ZXMtbG9uZw==";
+    let out = ns_cli(&[
+        "write",
+        "-field=ciphertext",
+        "transit/encrypt/luks",
+        &format!("plaintext={key}"),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .output()
+    .unwrap();
+    let ciphertext_file = sb.write("ns.passphrase", &String::from_utf8(out.stdout).unwrap());
+    let image = sb.dir.join("ns.img");
+    luks_format(&image, key.as_bytes());
+    let vol = Volume {
+        image,
+        ciphertext_file,
+    };
+    let standin = Standin::start(&[]);
+    let mut cfg = config_for(&standin, &[("ns", &vol, "luks")]);
+    cfg["auth"] = json!({"method": "token"});
+    let config = sb.write_config(&cfg);
+    let run_with_root = |config: &std::path::Path| {
+        let mut cmd = sb.command(config, &["unlock"]);
+        cmd.env("VAULT_TOKEN", ROOT_TOKEN);
+        sb.run_command(cmd)
+    };
+    // Without the namespace the key is not found (the root namespace has its own `luks` key).
+    run_with_root(&config)
+        .assert_code(1)
+        .assert_stderr("transit decrypt failed");
+    cfg["vault"]["namespace"] = json!("team-a");
+    run_with_root(&sb.write_config(&cfg)).assert_code(0);
+    assert!(sb.is_open("ns"));
+}
