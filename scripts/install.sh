@@ -85,8 +85,10 @@ initramfs-tools)
 esac
 install -D -m 0644 systemd/vault-luks-close@.service "$root/etc/systemd/system/vault-luks-close@.service"
 for v in $(volumes); do
-	systemctl --root="${root:-/}" enable "vault-luks-close@$v.service" >/dev/null 2>&1 ||
-		mkdir -p "$root/etc/systemd/system/sysinit.target.wants" && ln -sf /etc/systemd/system/vault-luks-close@.service "$root/etc/systemd/system/sysinit.target.wants/vault-luks-close@$v.service"
+	if ! systemctl --root="${root:-/}" enable "vault-luks-close@$v.service" >/dev/null 2>&1; then
+		mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+		ln -sf /etc/systemd/system/vault-luks-close@.service "$root/etc/systemd/system/sysinit.target.wants/vault-luks-close@$v.service"
+	fi
 done
 rebuild
 echo "vault-luks installed ($(flavour)); volumes: $(volumes | tr '\n' ' ')"
