@@ -120,3 +120,23 @@ fn vault_cacert_from_the_environment() {
     sb.run_command(cmd).assert_code(0);
     assert!(sb.is_open("luks"));
 }
+
+#[test]
+fn a_client_certificate_is_presented_when_vault_requires_one() {
+    let bao = bao_mtls();
+    let m = bao.mtls.as_ref().unwrap();
+    let sb = Sandbox::new("mtls");
+    let vol = sb.article_volume_on(bao, "luks", "luks", FAST_ARGON2);
+    let token = bao.token("transit-luks");
+    let without = config(json!({"address": m.addr, "ca_cert": m.ca}), &vol);
+    // TLS 1.3: the server's refusal arrives as a closed connection after the handshake.
+    unlock(&sb, &without, &token)
+        .assert_code(1)
+        .assert_stderr("transit decrypt failed");
+    let with = config(
+        json!({"address": m.addr, "ca_cert": m.ca, "client_cert": m.client_cert, "client_key": m.client_key}),
+        &vol,
+    );
+    unlock(&sb, &with, &token).assert_code(0);
+    assert!(sb.is_open("luks"));
+}

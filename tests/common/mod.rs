@@ -53,22 +53,70 @@ fn die_with_parent(cmd: &mut Command) {
 pub struct Bao {
     pub addr: String,
     pub ca_cert: Option<PathBuf>,
+    /// A second listener that requires a client certificate (see `bao_mtls`).
+    pub mtls: Option<Mtls>,
+}
+
+pub struct Mtls {
+    pub addr: String,
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Listener {
+    Plain,
+    DevTls,
+    /// Plain dev listener for setup, plus a TLS listener requiring a client certificate.
+    ClientCert,
 }
 
 static BAO: OnceLock<Bao> = OnceLock::new();
 static BAO_TLS: OnceLock<Bao> = OnceLock::new();
+static BAO_MTLS: OnceLock<Bao> = OnceLock::new();
 
 /// The shared plain-http OpenBao, transit set up the article's way.
 pub fn bao() -> &'static Bao {
-    BAO.get_or_init(|| start_bao(false))
+    BAO.get_or_init(|| start_bao(Listener::Plain))
 }
 
 /// A second OpenBao serving TLS with its own generated CA (`-dev-tls`).
 pub fn bao_tls() -> &'static Bao {
-    BAO_TLS.get_or_init(|| start_bao(true))
+    BAO_TLS.get_or_init(|| start_bao(Listener::DevTls))
 }
 
-fn start_bao(tls: bool) -> Bao {
+/// An OpenBao whose `mtls` listener demands a client certificate signed by a test CA.
+pub fn bao_mtls() -> &'static Bao {
+    BAO_MTLS.get_or_init(|| start_bao(Listener::ClientCert))
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, by openssl.
+fn make_pki(dir: &Path) {
+    let sh = format!(
+        r#"set -e
+cd '{}'
+o() {{ openssl "$@" 2>/dev/null; }}
+o req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=vault-luks-test-ca
+o req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > san
+o x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san
+o req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=vault-luks-client
+o x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1"#,
+        dir.display()
+    );
+    assert!(
+        Command::new("bash")
+            .args(["-c", &sh])
+            .status()
+            .unwrap()
+            .success(),
+        "openssl PKI"
+    );
+}
+
+fn start_bao(listener: Listener) -> Bao {
+    let tls = listener == Listener::DevTls;
     let port = free_port();
     let cert_dir =
         std::env::temp_dir().join(format!("vault-luks-bao-tls-{}-{port}", std::process::id()));
@@ -83,6 +131,24 @@ fn start_bao(tls: bool) -> Bao {
         std::fs::create_dir_all(&cert_dir).unwrap();
         args.push("-dev-tls".into());
         args.push(format!("-dev-tls-cert-dir={}", cert_dir.display()));
+    }
+    let mut mtls = None;
+    if listener == Listener::ClientCert {
+        std::fs::create_dir_all(&cert_dir).unwrap();
+        make_pki(&cert_dir);
+        let mport = free_port();
+        let d = cert_dir.display();
+        let hcl = format!(
+            "listener \"tcp\" {{\n  address = \"127.0.0.1:{mport}\"\n  tls_cert_file = \"{d}/server.pem\"\n  tls_key_file = \"{d}/server.key\"\n  tls_client_ca_file = \"{d}/ca.pem\"\n  tls_require_and_verify_client_cert = true\n}}\n"
+        );
+        std::fs::write(cert_dir.join("mtls.hcl"), hcl).unwrap();
+        args.push(format!("-config={d}/mtls.hcl"));
+        mtls = Some(Mtls {
+            addr: format!("https://127.0.0.1:{mport}"),
+            ca: cert_dir.join("ca.pem"),
+            client_cert: cert_dir.join("client.pem"),
+            client_key: cert_dir.join("client.key"),
+        });
     }
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("vault-luks-bao-{port}.log")))
@@ -113,6 +179,7 @@ fn start_bao(tls: bool) -> Bao {
     let bao = Bao {
         addr: format!("{scheme}://127.0.0.1:{port}"),
         ca_cert: tls.then(|| cert_dir.join("vault-ca.pem")),
+        mtls,
     };
     let start = Instant::now();
     while bao
