@@ -140,3 +140,36 @@ fn a_client_certificate_is_presented_when_vault_requires_one() {
     unlock(&sb, &with, &token).assert_code(0);
     assert!(sb.is_open("luks"));
 }
+
+#[test]
+fn an_unusable_client_certificate_is_a_config_error_not_a_crash() {
+    let bao = bao_mtls();
+    let m = bao.mtls.as_ref().unwrap();
+    let sb = Sandbox::new("mtls-v1");
+    let vol = sb.article_volume_on(bao, "luks", "luks", FAST_ARGON2);
+    // An X.509 v1 certificate, which rustls refuses.
+    let dir = m.ca.parent().unwrap();
+    let v1 = sb.dir.join("v1.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["x509", "-req", "-in"])
+        .arg(dir.join("client.csr"))
+        .arg("-CA")
+        .arg(&m.ca)
+        .arg("-CAkey")
+        .arg(dir.join("ca.key"))
+        .args(["-CAcreateserial", "-days", "1", "-out"])
+        .arg(&v1)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let cfg = config(
+        json!({"address": m.addr, "ca_cert": m.ca, "client_cert": v1, "client_key": m.client_key}),
+        &vol,
+    );
+    unlock(&sb, &cfg, "unused")
+        .assert_code(2)
+        .assert_stderr("vault.client_cert:")
+        .assert_stderr("not usable as a TLS client certificate");
+}

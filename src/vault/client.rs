@@ -319,6 +319,7 @@ fn tls_config(cfg: &VaultConfig, origin: &str) -> Result<ureq::tls::TlsConfig> {
             ));
         }
         let key_pem = zeroize::Zeroizing::new(read_file(origin, "vault.client_key", key)?);
+        let key_path = key;
         let key = parse_pem(&key_pem)
             .find_map(|item| match item {
                 Ok(PemItem::PrivateKey(k)) => Some(k),
@@ -331,9 +332,37 @@ fn tls_config(cfg: &VaultConfig, origin: &str) -> Result<ureq::tls::TlsConfig> {
                     format!("{} holds no PEM private key", key.display()),
                 )
             })?;
+        if let Err(why) = check_client_cert(&cert_pem, &key_pem) {
+            return Err(Error::config(
+                origin,
+                "vault.client_cert",
+                format!("{} with {}: {why}", cert.display(), key_path.display()),
+            ));
+        }
         builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(builder.build())
+}
+
+/// What rustls will say of this certificate and key when ureq hands them over, asked first:
+/// ureq treats a refusal as a bug and panics.
+fn check_client_cert(cert_pem: &[u8], key_pem: &[u8]) -> std::result::Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(cert_pem)
+        .filter_map(|c| c.ok())
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("cannot read the private key: {e}"))?;
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_client_auth_cert(certs, key)
+    .map(|_| ())
+    .map_err(|e| format!("not usable as a TLS client certificate: {e}"))
 }
 
 #[cfg(test)]

@@ -102,7 +102,8 @@ o req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > san
 o x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san
 o req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=vault-luks-client
-o x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1"#,
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+o x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 -extfile client.ext"#,
         dir.display()
     );
     assert!(

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# build-image.sh FLAVOUR — a Debian bookworm guest root for the VM boot tests, cached outside the repo.
+#
+# FLAVOUR is initramfs-tools or dracut (the two conflict as packages). The result is
+#   ${VAULT_LUKS_CACHE:-/var/cache/vault-luks-vm}/FLAVOUR/{rootfs/,vmlinuz,stamp}
+# and is rebuilt only when the package list or the configuration below changes (stamp = their hash), or
+# with --force. Prints the image directory. No initramfs is kept: tests build theirs on the host in a
+# chroot of a copy of rootfs/ (vm_build_initrd), with their hooks in it.
+#
+# Environment: VAULT_LUKS_CACHE, VAULT_LUKS_MIRROR (default: the Debian mirror this machine's apt uses).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+usage() { echo "usage: $0 [--force] initramfs-tools|dracut" >&2; exit 2; }
+force=0
+[ "${1:-}" = --force ] && { force=1; shift; }
+[ $# = 1 ] || usage
+flavour=$1
+
+# What every guest has. minbase brings apt, bash, coreutils, util-linux, mount; no network tools, no
+# wget/curl: the guest fetches over HTTP with busybox wget (busybox is in both flavours' initramfs).
+common=(linux-image-amd64 systemd-sysv udev kmod lvm2 e2fsprogs iproute2 busybox)
+case $flavour in
+    initramfs-tools) packages=("${common[@]}" initramfs-tools cryptsetup-bin cryptsetup-initramfs) ;;
+    # dracut-network holds dracut's network modules in bookworm and always adds one (its
+    # /etc/dracut.conf.d/11-ifcfg.conf); with systemd present the handler is systemd-networkd, which needs
+    # dbus in the initramfs, so dbus is in (without it every dracut run fails).
+    dracut) packages=("${common[@]}" dracut dracut-network cryptsetup dbus) ;;
+    *) usage ;;
+esac
+
+# configure_guest_root ROOT FLAVOUR: everything done to the root after the packages are in. Its text is
+# part of the cache key, so editing it rebuilds the image.
+configure_guest_root() {
+    local root=$1 flavour=$2
+    echo "$flavour" >"$root/etc/vmtest-flavour"
+    echo vmtest >"$root/etc/hostname"
+    printf '127.0.0.1 localhost\n127.0.1.1 vmtest\n' >"$root/etc/hosts"
+    printf '/dev/vda / ext4 defaults 0 1\n' >"$root/etc/fstab"
+    # A person on the serial console of a test guest logs in as root without a password.
+    chroot "$root" passwd -d root >/dev/null
+    # Nothing in the guest may reach past the host: no DNS, no timers that fetch.
+    rm -f "$root/etc/resolv.conf"
+    rm -f "$root"/etc/systemd/system/timers.target.wants/apt-daily*.timer
+    case $flavour in
+        initramfs-tools)
+            # MODULES=most: the image is built in a chroot, so `dep` would look at the host.
+            sed -i 's/^MODULES=.*/MODULES=most/' "$root/etc/initramfs-tools/initramfs.conf" ;;
+        dracut)
+            # A chroot is not the guest: never build host-only images here.
+            printf 'hostonly="no"\n' >"$root/etc/dracut.conf.d/10-vmtest.conf" ;;
+    esac
+    # Tests build their own initramfs; the one the kernel package made would only take space.
+    rm -f "$root"/boot/initrd.img-*
+    chroot "$root" apt-get clean
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log
+}
+
+mirror=${VAULT_LUKS_MIRROR:-}
+if [ -z "$mirror" ]; then
+    # The first Debian archive URI apt uses on this machine (deb822 or one-line format).
+    mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+        grep -o -E 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ' || true)
+    mirror=${mirror:-http://deb.debian.org/debian}
+fi
+
+key=$(printf '%s\n' "$VM_SUITE" "$mirror" "${packages[@]}" "$(declare -f configure_guest_root)" |
+    sha256sum | cut -c1-16)
+dir=$(vm_image_dir "$flavour")
+mkdir -p "$VM_CACHE"
+
+# One builder per flavour at a time; a second caller waits, then finds the image current.
+exec {lock}>"$VM_CACHE/$flavour.lock"
+flock "$lock"
+if [ "$force" = 0 ] && [ "$(cat "$dir/stamp" 2>/dev/null || true)" = "$key" ] && [ -f "$dir/vmlinuz" ]; then
+    vm_log "image $flavour is current ($key): $dir"
+    echo "$dir"
+    exit 0
+fi
+
+vm_init
+vm_time_start "build-image:$flavour"
+vm_log "building $flavour image ($key) from $mirror"
+new=$VM_CACHE/$flavour.new
+rm -rf -- "$new"
+mkdir -p "$new" "$VM_CACHE/debs"
+vm_on_exit "rm -rf -- '$new'"
+
+# Stage 1: minbase. Stage 2: the rest with apt inside the chroot, because debootstrap's own resolver
+# takes initramfs-tools for linux-image-amd64 even when dracut is asked for.
+debootstrap --variant=minbase --cache-dir="$VM_CACHE/debs" "$VM_SUITE" "$new/rootfs" "$mirror" \
+    >"$VM_WORK/debootstrap.log" 2>&1 ||
+    { tail -n 40 "$VM_WORK/debootstrap.log" >&2; vm_die "debootstrap failed"; }
+root=$new/rootfs
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
+vm_chroot_mount "$root"
+# apt's downloads go to the same cache as debootstrap's, so a rebuild downloads only what changed.
+mount --bind "$VM_CACHE/debs" "$root/var/cache/apt/archives"
+vm_on_exit "umount -l '$root/var/cache/apt/archives' 2>/dev/null"
+{
+    vm_chroot "$root" apt-get update &&
+        vm_chroot "$root" env INITRD=No apt-get install -y --no-install-recommends "${packages[@]}"
+} >"$VM_WORK/apt.log" 2>&1 || { tail -n 40 "$VM_WORK/apt.log" >&2; vm_die "apt-get install in the guest root failed"; }
+umount "$root/var/cache/apt/archives"
+vm_chroot_umount "$root"
+rm -f "$root/usr/sbin/policy-rc.d"
+configure_guest_root "$root" "$flavour"
+
+kver=$(vm_guest_kver "$root")
+cp "$root/boot/vmlinuz-$kver" "$new/vmlinuz"
+echo "$key" >"$new/stamp"
+rm -rf -- "$dir"
+mv "$new" "$dir"
+vm_time_end "build-image:$flavour"
+vm_log "image $flavour ($kver, $(du -sh "$dir" | cut -f1)): $dir"
+echo "$dir"
