@@ -81,6 +81,13 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_locked_in_memory() {
+        // RLIMIT_MEMLOCK allows a few pages to everyone on current kernels, and root anything.
+        let s = Secret::from_string("x".repeat(64));
+        assert!(s.locked, "mlock failed: the key could be swapped out");
+    }
+
+    #[test]
     fn empty_secret_is_fine() {
         let s = Secret::new(Vec::new());
         assert!(s.expose().is_empty());
