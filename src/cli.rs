@@ -14,6 +14,7 @@ USAGE:
     vault-luks [OPTIONS] close [NAME...]
     vault-luks [OPTIONS] status [--json]
     vault-luks [OPTIONS] check [--files]
+    vault-luks [OPTIONS] keyscript [NAME]      (or run as vault-luks-keyscript)
 
 COMMANDS:
     unlock    Log into Vault, decrypt each volume's key with transit and open it with
@@ -23,9 +24,13 @@ COMMANDS:
     status    Show each volume: device present, mapping active, ciphertext and key version.
     check     Validate the configuration and print the resolved settings (never a secret).
               --files prints only the files the configuration refers to, one per line.
+    keyscript For crypttab's keyscript= (cryptroot): print the key of volume NAME (default:
+              $CRYPTTAB_NAME) to stdout, for cryptroot to pipe into cryptsetup. Installed as
+              vault-luks-keyscript (a link to vault-luks), it needs no arguments.
 
 OPTIONS:
-    -c, --config PATH   Configuration file [default: /etc/vault-luks/config.json]
+    -c, --config PATH   Configuration file [default: $VAULT_LUKS_CONFIG, else
+                        /etc/vault-luks/config.json]
         --log TARGET    Where log lines go: stderr, kmsg (kernel log), both [default: stderr]
         --debug         More log lines
         --no-cmdline    Ignore rd.vault-luks.* options on the kernel command line
@@ -63,6 +68,9 @@ pub enum Command {
     Check {
         files_only: bool,
     },
+    Keyscript {
+        name: Option<String>,
+    },
     Help,
     Version,
 }
@@ -77,12 +85,12 @@ pub struct Cli {
 }
 
 pub fn parse(args: &[String]) -> Result<Cli> {
-    let mut config = PathBuf::from(crate::config::DEFAULT_PATH);
+    let mut config = default_config();
     let mut log = Target::Stderr;
     let mut debug = false;
     let mut use_cmdline = true;
     let mut command: Option<String> = None;
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     let mut json = false;
     let mut files_only = false;
     let mut timeout = None;
@@ -143,6 +151,12 @@ pub fn parse(args: &[String]) -> Result<Cli> {
         Some("close") => Command::Close { names },
         Some("status") => no_names(Command::Status { json }, &names)?,
         Some("check") => no_names(Command::Check { files_only }, &names)?,
+        Some("keyscript") if names.len() <= 1 => Command::Keyscript { name: names.pop() },
+        Some("keyscript") => {
+            return Err(Error::Usage(
+                "keyscript takes at most one volume name".into(),
+            ))
+        }
         Some("help") => Command::Help,
         Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
     };
@@ -176,11 +190,20 @@ pub fn parse(args: &[String]) -> Result<Cli> {
 fn simple(command: Command) -> Cli {
     Cli {
         command,
-        config: PathBuf::from(crate::config::DEFAULT_PATH),
+        config: default_config(),
         log: Target::Stderr,
         debug: false,
         use_cmdline: true,
     }
+}
+
+/// VAULT_LUKS_CONFIG, else /etc/vault-luks/config.json. The variable is how the keyscript
+/// link (which gets no options from cryptroot) and the initramfs hooks find another file.
+fn default_config() -> PathBuf {
+    std::env::var_os("VAULT_LUKS_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH))
 }
 
 fn no_names(c: Command, names: &[String]) -> Result<Command> {
@@ -242,6 +265,21 @@ mod tests {
         assert!(msg(&["unlock", "--timeout", "0"]).contains("between 0 and 3600"));
         assert!(msg(&["unlock", "--log", "syslog"]).contains("not stderr, kmsg or both"));
         assert_eq!(p(&["x"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn keyscript_takes_an_optional_name() {
+        assert_eq!(
+            p(&["keyscript"]).unwrap().command,
+            Command::Keyscript { name: None }
+        );
+        assert_eq!(
+            p(&["keyscript", "luks"]).unwrap().command,
+            Command::Keyscript {
+                name: Some("luks".into())
+            }
+        );
+        assert!(p(&["keyscript", "a", "b"]).is_err());
     }
 
     #[test]

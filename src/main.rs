@@ -26,7 +26,13 @@ const CMDLINE_ENV: &str = "VAULT_LUKS_PROC_CMDLINE";
 fn main() {
     // Before any secret exists: no core dumps, no ptrace by other users.
     secret::harden_process();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Installed as crypttab's keyscript=, cryptroot runs us with the key file field as the
+    // only argument and the volume in CRYPTTAB_NAME.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if argv0.rsplit('/').next() == Some("vault-luks-keyscript") {
+        args = vec!["--log".into(), "both".into(), "keyscript".into()];
+    }
     let code = match run(&args) {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -82,6 +88,23 @@ fn run(args: &[String]) -> Result<()> {
             unlock::unlock(&config, &names)
         }
         Command::Close { names } => close::close(&config, &names),
+        Command::Keyscript { name } => {
+            if overrides.disabled {
+                return Err(error::Error::failed(
+                    error::Step::Unlock,
+                    "disabled by rd.vault-luks=0 on the kernel command line",
+                    "unlock with the passphrase instead",
+                ));
+            }
+            let name = name
+                .or_else(|| std::env::var("CRYPTTAB_NAME").ok())
+                .ok_or_else(|| {
+                    Error::Usage(
+                        "keyscript needs a volume name, or CRYPTTAB_NAME in the environment".into(),
+                    )
+                })?;
+            unlock::keyscript(&config, &name)
+        }
         Command::Status { json } => {
             let cs = luks::Cryptsetup::locate();
             let s = status::collect(&config, cs.as_ref());

@@ -74,13 +74,57 @@ pub fn unlock(config: &Config, names: &[String]) -> Result<()> {
     }
 
     if !pending.is_empty() {
-        if let Err(e) = unlock_pending(&cs, config, &pending, &deadline, &mut failures) {
-            for p in &pending {
-                failures.push((p.volume.name.clone(), e.clone()));
+        match fetch_keys(config, &pending, &deadline, &mut failures) {
+            Ok(keys) => {
+                for (p, key) in keys {
+                    if let Err(e) = open(&cs, config, p.volume, key) {
+                        failures.push((p.volume.name.clone(), e));
+                    }
+                }
+            }
+            Err(e) => {
+                for p in &pending {
+                    failures.push((p.volume.name.clone(), e.clone()));
+                }
             }
         }
     }
     report(failures, total)
+}
+
+/// crypttab `keyscript=` mode: the key of one volume on stdout, for cryptroot to pipe into
+/// cryptsetup. Nothing else is written to stdout; log lines go to stderr or the kernel log.
+pub fn keyscript(config: &Config, name: &str) -> Result<()> {
+    use std::io::Write;
+    let volume = select(config, &[name.to_string()])?[0];
+    let deadline = Deadline::after(config.timeouts.unlock);
+    crate::log::info(format_args!(
+        "{name}: fetching the key for cryptroot (deadline {:.0}s)",
+        config.timeouts.unlock.as_secs_f64()
+    ));
+    let pending = [Pending {
+        volume,
+        ciphertext: read_ciphertext(volume)?,
+    }];
+    let mut failures = Vec::new();
+    let keys = fetch_keys(config, &pending, &deadline, &mut failures)?;
+    if let Some((_, e)) = failures.pop() {
+        return Err(e.for_volume(name));
+    }
+    let (_, key) = keys
+        .into_iter()
+        .next()
+        .expect("one key per pending volume without a failure");
+    let mut out = std::io::stdout().lock();
+    out.write_all(key.expose())
+        .and_then(|_| out.flush())
+        .map_err(|e| {
+            Error::failed(
+                Step::Cryptsetup,
+                format!("cannot write the key to stdout: {e}"),
+                "keyscript mode must run with stdout piped to cryptsetup",
+            )
+        })
 }
 
 /// Local checks; `None` when there is nothing to do for this volume.
@@ -154,13 +198,14 @@ pub fn key_version(ciphertext: &str) -> Option<u32> {
         .ok()
 }
 
-fn unlock_pending(
-    cs: &Cryptsetup,
+/// Identity, login, one transit decrypt per key, revoke: the key of each pending volume (in
+/// its configured format), or that volume's failure in `failures`.
+fn fetch_keys<'p, 'c>(
     config: &Config,
-    pending: &[Pending],
+    pending: &'p [Pending<'c>],
     deadline: &Deadline,
     failures: &mut Vec<(String, Error)>,
-) -> Result<()> {
+) -> Result<Vec<(&'p Pending<'c>, Secret)>> {
     let identity = if auth::needs_identity(&config.auth) {
         let source = ExoscaleMetadata::new(&config.metadata.url, config.timeouts.request);
         crate::log::info(format_args!(
@@ -209,12 +254,12 @@ fn unlock_pending(
         match transit::decrypt(&vault, &token.secret, &transit_key, &items, deadline) {
             Ok(results) => {
                 for (p, r) in members.into_iter().zip(results) {
-                    match r {
-                        Ok(plaintext) => keys.push((p, plaintext)),
-                        Err(msg) => failures.push((
-                            p.volume.name.clone(),
-                            transit::item_error(&msg, &transit_key),
-                        )),
+                    match r
+                        .map_err(|msg| transit::item_error(&msg, &transit_key))
+                        .and_then(|pt| key_bytes(p.volume, pt))
+                    {
+                        Ok(key) => keys.push((p, key)),
+                        Err(e) => failures.push((p.volume.name.clone(), e)),
                     }
                 }
             }
@@ -226,26 +271,26 @@ fn unlock_pending(
         }
     }
     auth::finish(&vault, token, deadline);
-
-    for (p, plaintext) in keys {
-        if let Err(e) = open(cs, config, p.volume, plaintext) {
-            failures.push((p.volume.name.clone(), e));
-        }
-    }
-    Ok(())
+    Ok(keys)
 }
 
-fn open(cs: &Cryptsetup, config: &Config, v: &Volume, plaintext: Secret) -> Result<()> {
-    let key = match v.key_format {
-        KeyFormat::Base64Text => plaintext,
-        KeyFormat::Raw => Secret::new(decode_base64(plaintext.expose()).ok_or_else(|| {
-            Error::failed(
-                Step::Decrypt,
-                "the transit plaintext is not base64",
-                "set key_format to base64 for this volume",
-            )
-        })?),
-    };
+/// The bytes cryptsetup gets: the plaintext text as Vault returns it, or its decoding.
+fn key_bytes(v: &Volume, plaintext: Secret) -> Result<Secret> {
+    match v.key_format {
+        KeyFormat::Base64Text => Ok(plaintext),
+        KeyFormat::Raw => decode_base64(plaintext.expose())
+            .map(Secret::new)
+            .ok_or_else(|| {
+                Error::failed(
+                    Step::Decrypt,
+                    "the transit plaintext is not base64",
+                    "set key_format to base64 for this volume",
+                )
+            }),
+    }
+}
+
+fn open(cs: &Cryptsetup, config: &Config, v: &Volume, key: Secret) -> Result<()> {
     crate::log::info(format_args!(
         "{}: cryptsetup open {} {}",
         v.name,
