@@ -39,9 +39,10 @@ if [ "${1:-}" = --uninstall ]; then
 			systemctl --root="${root:-/}" disable "vault-luks-close@$v.service" >/dev/null 2>&1 || true
 		done
 	fi
-	rm -f "$sbin/vault-luks" \
+	rm -f "$sbin/vault-luks" "$sbin/vault-luks-keyscript" \
 		"$root/etc/systemd/system/vault-luks-close@.service" \
 		"$root/etc/initramfs-tools/hooks/vault-luks" \
+		"$root/etc/initramfs-tools/scripts/init-premount/vault-luks" \
 		"$root/etc/initramfs-tools/scripts/local-top/vault-luks" \
 		"$root/etc/initramfs-tools/scripts/local-bottom/vault-luks"
 	rm -rf "$root/usr/lib/dracut/modules.d/90vault-luks"
@@ -53,6 +54,7 @@ fi
 bin=${1:-target/x86_64-unknown-linux-musl/release/vault-luks}
 [ -x "$bin" ] || bin=$(scripts/build.sh)
 install -D -m 0755 "$bin" "$sbin/vault-luks"
+ln -sf vault-luks "$sbin/vault-luks-keyscript"
 if [ ! -e "$config" ]; then
 	install -D -m 0600 /dev/null "$config"
 	cat >"$config" <<'JSON'
@@ -75,6 +77,7 @@ dracut)
 	;;
 initramfs-tools)
 	install -D -m 0755 initramfs-tools/hooks/vault-luks "$root/etc/initramfs-tools/hooks/vault-luks"
+	install -D -m 0755 initramfs-tools/scripts/init-premount/vault-luks "$root/etc/initramfs-tools/scripts/init-premount/vault-luks"
 	install -D -m 0755 initramfs-tools/scripts/local-top/vault-luks "$root/etc/initramfs-tools/scripts/local-top/vault-luks"
 	install -D -m 0755 initramfs-tools/scripts/local-bottom/vault-luks "$root/etc/initramfs-tools/scripts/local-bottom/vault-luks"
 	;;
