@@ -147,31 +147,19 @@ impl Http {
         if timeout.is_zero() {
             return Err(HttpError::Timeout(timeout));
         }
+        fn prepare<B>(
+            req: ureq::RequestBuilder<B>,
+            headers: &[(&str, &str)],
+            timeout: Duration,
+        ) -> ureq::RequestBuilder<B> {
+            let req = req.config().timeout_global(Some(timeout)).build();
+            headers.iter().fold(req, |req, (k, v)| req.header(*k, *v))
+        }
         let result = match method {
-            Method::Get => {
-                let mut req = self
-                    .agent
-                    .get(url)
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
-                for (k, v) in headers {
-                    req = req.header(*k, *v);
-                }
-                req.call()
-            }
-            Method::Post => {
-                let mut req = self
-                    .agent
-                    .post(url)
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build();
-                for (k, v) in headers {
-                    req = req.header(*k, *v);
-                }
-                req.header("Content-Type", "application/json").send(body)
-            }
+            Method::Get => prepare(self.agent.get(url), headers, timeout).call(),
+            Method::Post => prepare(self.agent.post(url), headers, timeout)
+                .header("Content-Type", "application/json")
+                .send(body),
         };
         let mut response = result.map_err(|e| classify(e, timeout, self.body_limit))?;
         let status = response.status().as_u16();

@@ -54,14 +54,17 @@ fn as_vault_luks_keyscript_it_reads_cryptroots_environment() {
     let link = sb.dir.join("vault-luks-keyscript");
     std::os::unix::fs::symlink(binary(), &link).unwrap();
     // cryptroot: the key file field as the argument, the volume in CRYPTTAB_NAME.
-    let out = Command::new(&link)
-        .arg("none")
-        .env_clear()
-        .env("CRYPTTAB_NAME", "data")
-        .env("VAULT_LUKS_CONFIG", &config)
-        .env("VAULT_LUKS_PROC_CMDLINE", &sb.cmdline)
-        .output()
-        .unwrap();
+    let as_cryptroot = || {
+        Command::new(&link)
+            .arg("none")
+            .env_clear()
+            .env("CRYPTTAB_NAME", "data")
+            .env("VAULT_LUKS_CONFIG", &config)
+            .env("VAULT_LUKS_PROC_CMDLINE", &sb.cmdline)
+            .output()
+            .unwrap()
+    };
+    let out = as_cryptroot();
     assert!(
         out.status.success(),
         "{}",
@@ -70,14 +73,7 @@ fn as_vault_luks_keyscript_it_reads_cryptroots_environment() {
     assert_eq!(out.stdout.len(), 32);
 
     sb.set_cmdline("rd.vault-luks=0");
-    let out = Command::new(&link)
-        .arg("none")
-        .env_clear()
-        .env("CRYPTTAB_NAME", "data")
-        .env("VAULT_LUKS_CONFIG", &config)
-        .env("VAULT_LUKS_PROC_CMDLINE", &sb.cmdline)
-        .output()
-        .unwrap();
+    let out = as_cryptroot();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
 }

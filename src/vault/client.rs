@@ -278,20 +278,7 @@ fn tls_config(cfg: &VaultConfig, origin: &str) -> Result<ureq::tls::TlsConfig> {
             } else {
                 "vault"
             };
-            let pem = read_file(origin, field, &ca)?;
-            let certs: Vec<_> = parse_pem(&pem)
-                .filter_map(|item| match item {
-                    Ok(PemItem::Certificate(c)) => Some(c),
-                    _ => None,
-                })
-                .collect();
-            if certs.is_empty() {
-                return Err(Error::config(
-                    origin,
-                    field,
-                    format!("{} holds no PEM certificate", ca.display()),
-                ));
-            }
+            let certs = certificates(origin, field, &ca, &read_file(origin, field, &ca)?)?;
             builder = builder.root_certs(RootCerts::new_with_certs(&certs));
         }
         None if https && !cfg.tls_skip_verify => {
@@ -305,19 +292,7 @@ fn tls_config(cfg: &VaultConfig, origin: &str) -> Result<ureq::tls::TlsConfig> {
     }
     if let (Some(cert), Some(key)) = (&cfg.client_cert, &cfg.client_key) {
         let cert_pem = read_file(origin, "vault.client_cert", cert)?;
-        let chain: Vec<_> = parse_pem(&cert_pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if chain.is_empty() {
-            return Err(Error::config(
-                origin,
-                "vault.client_cert",
-                format!("{} holds no PEM certificate", cert.display()),
-            ));
-        }
+        let chain = certificates(origin, "vault.client_cert", cert, &cert_pem)?;
         let key_pem = zeroize::Zeroizing::new(read_file(origin, "vault.client_key", key)?);
         let key_path = key;
         let key = parse_pem(&key_pem)
@@ -342,6 +317,30 @@ fn tls_config(cfg: &VaultConfig, origin: &str) -> Result<ureq::tls::TlsConfig> {
         builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(builder.build())
+}
+
+/// The certificates in a PEM file; none is a configuration error naming `field`.
+fn certificates(
+    origin: &str,
+    field: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    use ureq::tls::{parse_pem, PemItem};
+    let certs: Vec<_> = parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(Error::config(
+            origin,
+            field,
+            format!("{} holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(certs)
 }
 
 /// What rustls will say of this certificate and key when ureq hands them over, asked first:

@@ -239,9 +239,11 @@ vm_http_serve() {
 # shellcheck disable=SC2034 # used by the scripts that source this file
 VM_APPEND_BASE="root=/dev/vda rw console=ttyS0 panic=1"
 
-# vm_provision KERNEL INITRD ROOT_IMG DATA_IMG KEY_FILE MARKER_FILE: the provisioning boot (init=, the
-# initramfs unlock step skipped with vmtest.nostep): the blank DATA_IMG becomes PV + vg.flex/lv.luks +
-# LUKS2 (argon2id, key = KEY_FILE's exact bytes) + ext4 holding MARKER_FILE as /vmtest-marker.
+# vm_provision KERNEL INITRD ROOT_IMG DATA_IMG KEY_FILE MARKER_FILE: the provisioning boot (init=): the
+# blank DATA_IMG becomes PV + vg.flex/lv.luks + LUKS2 (argon2id, key = KEY_FILE's exact bytes) + ext4
+# holding MARKER_FILE as /vmtest-marker. Give it the flavour's stock initramfs (built before any unlock
+# integration is put into the root): an initramfs that expects the volume waits for it (dracut with
+# rd.lvm.lv= in its cmdline.d waits for the LV for minutes) or tries to unlock it.
 vm_provision() {
     local kernel=$1 initrd=$2 rootimg=$3 data=$4 key=$5 marker=$6 dir
     dir=$(mktemp -d "$VM_WORK/prov.XXXXXX")
@@ -250,7 +252,7 @@ vm_provision() {
     echo /dev/vdb >"$dir/data-dev"
     vm_io_disk "$VM_WORK/provision-io.img" "$VM_LIB_DIR/guest/provision.sh" "$dir/key" "$dir/marker" "$dir/data-dev"
     rm -rf -- "$dir"
-    vm_start provision "$kernel" "$initrd" "$VM_APPEND_BASE init=/vmtest/init vmtest.nostep" \
+    vm_start provision "$kernel" "$initrd" "$VM_APPEND_BASE init=/vmtest/init" \
         "$rootimg" "$data" "$VM_WORK/provision-io.img"
     vm_wait_for 'VMTEST DONE' 300
     vm_wait_exit 60

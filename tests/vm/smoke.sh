@@ -27,8 +27,9 @@ img=$(vm_image_dir "$flavour")
 vm_time_start assemble
 root=$VM_WORK/rootfs
 vm_prepare_root "$flavour" "$root"
-vm_install_standin_step "$root" "$VM_LIB_DIR/standin-unlock.sh"
 vm_time_start initrd
+vm_build_initrd "$root" "$VM_WORK/initrd-stock.img"   # for the provisioning boot
+vm_install_standin_step "$root" "$VM_LIB_DIR/standin-unlock.sh"
 vm_build_initrd "$root" "$VM_WORK/initrd.img"
 vm_time_end initrd
 vm_mkfs_dir "$root" "$VM_WORK/root.img" 2G vmroot
@@ -40,7 +41,7 @@ vm_log "initrd $(du -h "$VM_WORK/initrd.img" | cut -f1), root.img $(du -h "$VM_W
 openssl rand -base64 24 | tr -d '\n' >"$VM_WORK/key"
 echo "smoke $(date -u +%FT%TZ) $RANDOM" >"$VM_WORK/marker"
 vm_blank_disk "$VM_WORK/data.img" 256M
-vm_provision "$img/vmlinuz" "$VM_WORK/initrd.img" "$VM_WORK/root.img" "$VM_WORK/data.img" \
+vm_provision "$img/vmlinuz" "$VM_WORK/initrd-stock.img" "$VM_WORK/root.img" "$VM_WORK/data.img" \
     "$VM_WORK/key" "$VM_WORK/marker"
 
 # The metadata stand-in: instance id at the Exoscale path, and the key where the stand-in looks.
@@ -52,7 +53,8 @@ cp "$VM_WORK/key" "$meta/vmtest/key"
 vm_http_serve "$meta"
 
 vm_io_disk "$VM_WORK/io.img" "$VM_LIB_DIR/guest/check-unlocked.sh" "$VM_WORK/marker"
-append="$VM_APPEND_BASE init=/vmtest/init ip=dhcp rd.neednet=1 ${VM_SMOKE_APPEND:-}"
+# No ip=, rd.neednet or rd.lvm on the kernel command line: the initramfs must carry what it needs.
+append="$VM_APPEND_BASE init=/vmtest/init ${VM_SMOKE_APPEND:-}"
 vm_start smoke "$img/vmlinuz" "$VM_WORK/initrd.img" "$append" \
     "$VM_WORK/root.img" "$VM_WORK/data.img" "$VM_WORK/io.img"
 vm_wait_for 'VMTEST RESULT initrd_mapper=' 240

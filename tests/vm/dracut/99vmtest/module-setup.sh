@@ -23,6 +23,10 @@ install() {
             [[ $f ]] && inst "$f"
         done </etc/vmtest/initrd-files
     fi
+    # The image's own command line (dracut reads /etc/cmdline.d): dracut activates only the LVs named
+    # by rd.lvm.lv/rd.lvm.vg (no-hostonly: none at all), and brings the network up only when asked.
+    mkdir -p "$initdir/etc/cmdline.d"
+    echo "rd.lvm.lv=vg.flex/lv.luks rd.neednet=1 ip=dhcp" >"$initdir/etc/cmdline.d/90vmtest.conf"
     if dracut_module_included systemd; then
         inst_simple "$moddir/vmtest-unlock.service" "$systemdsystemunitdir/vmtest-unlock.service"
         $SYSTEMCTL -q --root "$initdir" enable vmtest-unlock.service
