@@ -15,6 +15,11 @@ USAGE:
     vault-luks [OPTIONS] status [--json]
     vault-luks [OPTIONS] check [--files]
     vault-luks [OPTIONS] keyscript [NAME]      (or run as vault-luks-keyscript)
+    vault-luks [OPTIONS] enroll NAME --device DEV [--format [--force]] [--key-file FILE]
+                         [--ciphertext-file FILE] [--transit-key KEY] [--transit-mount MOUNT]
+                         [--context BASE64] [--recovery]
+    vault-luks [OPTIONS] rewrap [NAME...]
+    vault-luks [OPTIONS] rotate NAME
 
 COMMANDS:
     unlock    Log into Vault, decrypt each volume's key with transit and open it with
@@ -24,6 +29,17 @@ COMMANDS:
     status    Show each volume: device present, mapping active, ciphertext and key version.
     check     Validate the configuration and print the resolved settings (never a secret).
               --files prints only the files the configuration refers to, one per line.
+    enroll    A new random key (24 bytes, base64, as the article), wrapped by transit into
+              FILE (default /etc/vault-luks/NAME.passphrase, mode 0600), given a PBKDF2
+              keyslot of its own: on a new LUKS2 volume (--format; refused on a device with
+              a LUKS header or a file system unless --force), or beside the existing
+              passphrases (authorised by one: prompt, or --key-file). Stored in a LUKS2 token
+              too, and added to the configuration. --recovery adds an argon2id recovery
+              passphrase and prints it once.
+    rewrap    After transit/keys/KEY/rotate: rewrap each ciphertext to the latest key version
+              (file and token), reporting the versions before and after.
+    rotate    A new key in a new keyslot, its ciphertext stored, the old keyslot removed, in
+              an order where a crash at any point leaves the volume openable by Vault.
     keyscript For crypttab's keyscript= (cryptroot): print the key of volume NAME (default:
               $CRYPTTAB_NAME) to stdout, for cryptroot to pipe into cryptsetup. Installed as
               vault-luks-keyscript (a link to vault-luks), it needs no arguments.
@@ -71,6 +87,13 @@ pub enum Command {
     Keyscript {
         name: Option<String>,
     },
+    Enroll(crate::lifecycle::enroll::Options),
+    Rewrap {
+        names: Vec<String>,
+    },
+    Rotate {
+        name: String,
+    },
     Help,
     Version,
 }
@@ -94,6 +117,14 @@ pub fn parse(args: &[String]) -> Result<Cli> {
     let mut json = false;
     let mut files_only = false;
     let mut timeout = None;
+    // enroll's options
+    let mut device: Option<PathBuf> = None;
+    let (mut format, mut force, mut recovery) = (false, false, false);
+    let mut key_file: Option<PathBuf> = None;
+    let mut ciphertext_file: Option<PathBuf> = None;
+    let mut transit_key: Option<String> = None;
+    let mut transit_mount: Option<String> = None;
+    let mut context: Option<String> = None;
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -121,6 +152,17 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             "--no-cmdline" => use_cmdline = false,
             "--json" => json = true,
             "--files" => files_only = true,
+            "--device" => device = Some(PathBuf::from(value("--device")?)),
+            "--format" => format = true,
+            "--force" => force = true,
+            "--recovery" => recovery = true,
+            "--key-file" => key_file = Some(PathBuf::from(value("--key-file")?)),
+            "--ciphertext-file" => {
+                ciphertext_file = Some(PathBuf::from(value("--ciphertext-file")?))
+            }
+            "--transit-key" => transit_key = Some(value("--transit-key")?),
+            "--transit-mount" => transit_mount = Some(value("--transit-mount")?),
+            "--context" => context = Some(value("--context")?),
             "--timeout" => {
                 let v = value("--timeout")?;
                 let secs: f64 = v.parse().map_err(|_| {
@@ -157,6 +199,36 @@ pub fn parse(args: &[String]) -> Result<Cli> {
                 "keyscript takes at most one volume name".into(),
             ))
         }
+        Some("enroll") => {
+            let name = match names.as_slice() {
+                [n] => n.clone(),
+                _ => return Err(Error::Usage("enroll takes one volume name".into())),
+            };
+            let device = device
+                .take()
+                .ok_or_else(|| Error::Usage("enroll needs --device".into()))?;
+            Command::Enroll(crate::lifecycle::enroll::Options {
+                name,
+                device,
+                format,
+                force,
+                key_file: key_file.take(),
+                ciphertext_file: ciphertext_file.take(),
+                transit: crate::config::Transit {
+                    mount: transit_mount
+                        .take()
+                        .unwrap_or_else(|| crate::config::DEFAULT_TRANSIT_MOUNT.to_string()),
+                    key: transit_key.take().unwrap_or_else(|| "luks".to_string()),
+                    context: context.take(),
+                },
+                recovery,
+            })
+        }
+        Some("rewrap") => Command::Rewrap { names },
+        Some("rotate") => match names.as_slice() {
+            [n] => Command::Rotate { name: n.clone() },
+            _ => return Err(Error::Usage("rotate takes one volume name".into())),
+        },
         Some("help") => Command::Help,
         Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
     };

@@ -6,7 +6,9 @@ mod cli;
 mod close;
 mod config;
 mod error;
+mod files;
 mod http;
+mod lifecycle;
 mod log;
 mod luks;
 mod metadata;
@@ -88,6 +90,18 @@ fn run(args: &[String]) -> Result<()> {
             unlock::unlock(&config, &names)
         }
         Command::Close { names } => close::close(&config, &names),
+        Command::Enroll(options) => lifecycle::enroll::enroll(
+            &config,
+            &cli.config,
+            &options,
+            &unlock::locate_cryptsetup()?,
+        ),
+        Command::Rewrap { names } => {
+            lifecycle::rewrap::rewrap(&config, &names, &unlock::locate_cryptsetup()?)
+        }
+        Command::Rotate { name } => {
+            lifecycle::rotate::rotate(&config, &name, &unlock::locate_cryptsetup()?)
+        }
         Command::Keyscript { name } => {
             if overrides.disabled {
                 return Err(error::Error::failed(

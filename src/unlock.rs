@@ -18,6 +18,12 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The configured volumes named on the command line (all when none are named).
 pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Volume>> {
+    if config.volumes.is_empty() {
+        return Err(Error::Usage(format!(
+            "no volumes configured in {}: add one with `vault-luks enroll`",
+            config.origin
+        )));
+    }
     if names.is_empty() {
         return Ok(config.volumes.iter().collect());
     }
@@ -198,14 +204,8 @@ pub fn key_version(ciphertext: &str) -> Option<u32> {
         .ok()
 }
 
-/// Identity, login, one transit decrypt per key, revoke: the key of each pending volume (in
-/// its configured format), or that volume's failure in `failures`.
-fn fetch_keys<'p, 'c>(
-    config: &Config,
-    pending: &'p [Pending<'c>],
-    deadline: &Deadline,
-    failures: &mut Vec<(String, Error)>,
-) -> Result<Vec<(&'p Pending<'c>, Secret)>> {
+/// Identity (when the auth method needs it) and login: a Vault client and a token.
+pub fn connect(config: &Config, deadline: &Deadline) -> Result<(Vault, auth::Token)> {
     let identity = if auth::needs_identity(&config.auth) {
         let source = ExoscaleMetadata::new(&config.metadata.url, config.timeouts.request);
         crate::log::info(format_args!(
@@ -228,6 +228,18 @@ fn fetch_keys<'p, 'c>(
         vault.addresses().join(", ")
     ));
     let token = auth::login(&vault, &config.auth, identity.as_ref(), deadline)?;
+    Ok((vault, token))
+}
+
+/// Identity, login, one transit decrypt per key, revoke: the key of each pending volume (in
+/// its configured format), or that volume's failure in `failures`.
+fn fetch_keys<'p, 'c>(
+    config: &Config,
+    pending: &'p [Pending<'c>],
+    deadline: &Deadline,
+    failures: &mut Vec<(String, Error)>,
+) -> Result<Vec<(&'p Pending<'c>, Secret)>> {
+    let (vault, token) = connect(config, deadline)?;
 
     // One request per transit key; volumes sharing a key go in one batch.
     let mut groups: BTreeMap<(&str, &str), Vec<&Pending>> = BTreeMap::new();

@@ -184,11 +184,11 @@ impl Config {
             Some(o) => parse_timeouts(o)?,
             None => Timeouts::default(),
         };
-        let items = top
-            .array("volumes")?
-            .ok_or_else(|| top.err("volumes", "is required"))?;
+        // Absent or empty is allowed: `vault-luks enroll` adds volumes to such a file.
+        let items = top.array("volumes")?.unwrap_or_default();
         if items.is_empty() {
-            return Err(top.err("volumes", "must list at least one volume"));
+            warnings
+                .push("no volumes configured yet: add one with `vault-luks enroll`".to_string());
         }
         let mut volumes: Vec<Volume> = Vec::new();
         for (path, value) in items {

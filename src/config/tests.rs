@@ -117,7 +117,7 @@ fn errors_name_the_file_the_field_and_the_problem() {
         (ARTICLE.replace("https://vault.example.com:8200", "vault.example.com:8200"), "vault.address: `vault.example.com:8200` is not an http:// or https:// URL"),
         (ARTICLE.replace(r#""transit": {"key": "luks"}"#, r#""transit": {"key": "luks", "context": "not base64!"}"#), "volumes[0].transit.context: must be base64"),
         (r#"{"vault": {}, "auth": {"role": "r"}, "volumes": [{"name":"a","device":"/d","ciphertext_file":"/c","transit":{"key":"k"}}]}"#.to_string(), "no Vault address"),
-        (ARTICLE.replace(r#""volumes": [{"#, r#""volumes": [], "x": [{"#), "volumes: must list at least one volume"),
+        (ARTICLE.replace(r#""volumes": [{"#, r#""volumes": 3, "x": [{"#), "volumes: expected an array, found a number"),
         ("{".to_string(), "c.json: not valid JSON"),
         (ARTICLE.replace(r#""vault":"#, r#""valt":"#), "vault: is required"),
     ];
@@ -192,4 +192,11 @@ fn approle_and_token_methods() {
     ))
     .unwrap();
     assert!(!c.auth.revoke, "a token handed over is not ours to revoke");
+}
+
+#[test]
+fn a_config_without_volumes_is_valid_and_says_so() {
+    let c = parse(r#"{"vault": {"address": "https://v"}, "auth": {"role": "r"}}"#).unwrap();
+    assert!(c.volumes.is_empty());
+    assert!(c.warnings.iter().any(|w| w.contains("vault-luks enroll")));
 }

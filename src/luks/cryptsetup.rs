@@ -24,11 +24,6 @@ pub enum OpenError {
 /// Environment variables that may hold a Vault token; children never inherit them.
 const SECRET_ENV: [&str; 2] = ["VAULT_TOKEN", "BAO_TOKEN"];
 
-struct Output {
-    status: ExitStatus,
-    stderr: String,
-}
-
 impl Cryptsetup {
     /// cryptsetup on PATH, then /sbin and /usr/sbin (a minimal initramfs PATH may lack them).
     pub fn locate() -> Option<Cryptsetup> {
@@ -43,7 +38,7 @@ impl Cryptsetup {
             .map(|path| Cryptsetup { path })
     }
 
-    fn command(&self, args: &[&std::ffi::OsStr]) -> Command {
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(&self.path);
         c.args(args);
         for var in SECRET_ENV {
@@ -52,10 +47,28 @@ impl Cryptsetup {
         c
     }
 
+    /// Runs cryptsetup; a non-zero exit is returned as `Failed` with its words, except exit
+    /// code 2 (no keyslot accepts the key), which is `KeyRejected`.
+    pub fn exec<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[S],
+        input: Input,
+        fd3: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Output, OpenError> {
+        let out = run(self.command(args), input, fd3, timeout)?;
+        match out.status.code() {
+            Some(0) => Ok(out),
+            Some(2) => Err(OpenError::KeyRejected),
+            _ => Err(OpenError::Failed(describe(&out))),
+        }
+    }
+
     /// `cryptsetup status NAME` exits 0 when the mapping is active.
     pub fn is_active(&self, name: &str, timeout: Duration) -> Result<bool, String> {
         let out = run(
-            self.command(&["status".as_ref(), name.as_ref()]),
+            self.command(&["status", name]),
+            Input::Nothing,
             None,
             timeout,
         )
@@ -70,32 +83,22 @@ impl Cryptsetup {
         key: &Secret,
         timeout: Duration,
     ) -> Result<(), OpenError> {
-        let cmd = self.command(&[
+        let args: [&std::ffi::OsStr; 4] = [
             "open".as_ref(),
             "--key-file=-".as_ref(),
             device.as_os_str(),
             name.as_ref(),
-        ]);
-        let out = run(cmd, Some(key), timeout)?;
-        match out.status.code() {
-            Some(0) => Ok(()),
-            Some(2) => Err(OpenError::KeyRejected),
-            _ => Err(OpenError::Failed(describe(&out))),
-        }
+        ];
+        self.exec(&args, Input::Key(key), None, timeout).map(|_| ())
     }
 
     pub fn close(&self, name: &str, timeout: Duration) -> Result<(), String> {
-        let out = run(
-            self.command(&["close".as_ref(), name.as_ref()]),
-            None,
-            timeout,
-        )
-        .map_err(|e| format!("{e:?}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(describe(&out))
-        }
+        self.exec(&["close", name], Input::Nothing, None, timeout)
+            .map(|_| ())
+            .map_err(|e| match e {
+                OpenError::Failed(words) => words,
+                other => format!("{other:?}"),
+            })
     }
 }
 
@@ -117,35 +120,100 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Runs to completion or kills at `timeout`. The key is written to stdin and stdin closed, so
-/// cryptsetup reads exactly the key bytes and EOF: no newline is added.
-fn run(mut cmd: Command, key: Option<&Secret>, timeout: Duration) -> Result<Output, OpenError> {
-    cmd.stdin(if key.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
+/// What a cryptsetup run reads on stdin.
+pub enum Input<'a> {
+    Nothing,
+    /// A key: written to the pipe, which is then closed, so cryptsetup reads exactly these
+    /// bytes and EOF (no newline is added).
+    Key(&'a Secret),
+    /// Not secret (token JSON).
+    Text(&'a [u8]),
+    /// The terminal: cryptsetup asks the person itself (and its prompt goes to our stderr).
+    Terminal,
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Runs to completion or kills at `timeout`. `fd3` is a second key, on a pipe at file
+/// descriptor 3 (`/dev/fd/3` on cryptsetup's command line), for commands that take two.
+pub fn run(
+    mut cmd: Command,
+    input: Input,
+    fd3: Option<&Secret>,
+    timeout: Duration,
+) -> Result<Output, OpenError> {
+    let terminal = matches!(input, Input::Terminal);
+    cmd.stdin(match input {
+        Input::Nothing => Stdio::null(),
+        Input::Terminal => Stdio::inherit(),
+        Input::Key(_) | Input::Text(_) => Stdio::piped(),
     })
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    .stdout(Stdio::piped())
+    .stderr(if terminal {
+        Stdio::inherit()
+    } else {
+        Stdio::piped()
+    });
+    let second = match fd3 {
+        Some(_) => Some(std::io::pipe().map_err(|e| OpenError::Failed(format!("pipe: {e}")))?),
+        None => None,
+    };
+    if let Some((reader, _)) = &second {
+        use std::os::fd::AsRawFd;
+        let fd = reader.as_raw_fd();
+        // SAFETY: dup2 is async-signal-safe; it only renumbers a descriptor we own.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| OpenError::Failed(format!("cannot run cryptsetup: {e}")))?;
-    if let (Some(key), Some(mut stdin)) = (key, child.stdin.take()) {
-        // A key is far smaller than a pipe buffer, so this cannot block on a child that
-        // does not read; a child that exited early gives EPIPE, reported by its exit code.
-        let _ = stdin.write_all(key.expose());
+    // Keys are far smaller than a pipe buffer, so these writes cannot block on a child that
+    // does not read; a child that exited early gives EPIPE, reported by its exit code.
+    if let Some(mut stdin) = child.stdin.take() {
+        let bytes = match input {
+            Input::Key(k) => k.expose(),
+            Input::Text(t) => t,
+            _ => &[],
+        };
+        let _ = stdin.write_all(bytes);
     }
-    let mut stderr_pipe = child.stderr.take();
-    let reader = std::thread::spawn(move || {
+    if let (Some((reader, mut writer)), Some(key)) = (second, fd3) {
+        drop(reader);
+        let _ = writer.write_all(key.expose());
+    }
+    let stdout_pipe = child.stdout.take();
+    let stderr_pipe = child.stderr.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(p) = stdout_pipe {
+            let _ = p.take(4 * 1024 * 1024).read_to_end(&mut v);
+        }
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
-        if let Some(p) = stderr_pipe.as_mut() {
+        if let Some(p) = stderr_pipe {
             let _ = p.take(64 * 1024).read_to_string(&mut s);
         }
         s
     });
     let status = wait_bounded(&mut child, timeout)?;
-    let stderr = reader.join().unwrap_or_default();
-    Ok(Output { status, stderr })
+    Ok(Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
 }
 
 fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<ExitStatus, OpenError> {
@@ -187,7 +255,7 @@ mod tests {
         let start = Instant::now();
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
-        let r = run(cmd, None, Duration::from_millis(200));
+        let r = run(cmd, Input::Nothing, None, Duration::from_millis(200));
         assert!(matches!(r, Err(OpenError::TimedOut(_))));
         assert!(start.elapsed() < Duration::from_secs(5));
     }
@@ -197,8 +265,27 @@ mod tests {
         let key = Secret::from_string("abc=".to_string());
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "test \"$(od -An -c)\" = '   a   b   c   ='"]);
-        let out = run(cmd, Some(&key), Duration::from_secs(5)).unwrap();
+        let out = run(cmd, Input::Key(&key), None, Duration::from_secs(5)).unwrap();
         assert!(out.status.success());
+    }
+
+    #[test]
+    fn a_second_key_arrives_on_fd_3() {
+        let first = Secret::from_string("one".to_string());
+        let second = Secret::from_string("two".to_string());
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "test \"$(cat)\" = one && test \"$(cat /dev/fd/3)\" = two",
+        ]);
+        let out = run(
+            cmd,
+            Input::Key(&first),
+            Some(&second),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(out.status.success(), "{}", out.stderr);
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! to the device ourselves.
 
 pub mod cryptsetup;
+pub mod header;
 
 pub use cryptsetup::{Cryptsetup, OpenError};

@@ -113,6 +113,70 @@ fn decrypt_error(f: &VaultFailure, transit: &Transit, path: &str) -> Error {
     Error::failed(Step::Decrypt, f.to_string(), hint)
 }
 
+/// Wrap a new key: `transit/encrypt/KEY` with the key text as `plaintext` (which is base64,
+/// as the article's `openssl rand -base64 24` is), so decrypt later returns that same text.
+pub fn encrypt(
+    vault: &Vault,
+    token: &Secret,
+    transit: &Transit,
+    key_text: &Secret,
+    deadline: &Deadline,
+) -> Result<String> {
+    let path = format!("{}/encrypt/{}", transit.mount, transit.key);
+    let text = std::str::from_utf8(key_text.expose())
+        .map_err(|_| Error::failed(Step::Encrypt, "the key is not text", ""))?;
+    let body = match &transit.context {
+        Some(ctx) => super::auth::json_object(&[("plaintext", text), ("context", ctx)]),
+        None => super::auth::json_object(&[("plaintext", text)]),
+    };
+    crate::log::info(format_args!("transit encrypt: {path}"));
+    let reply = vault.post("transit encrypt", &path, Some(token), &body, deadline).map_err(|f| {
+        let hint = match f.status {
+            Some(403) => format!("the token's policies do not allow update on {path} (the article's transit-luks policy has it)"),
+            Some(400) | Some(404) => format!("check the transit key `{}` exists at {}", transit.key, transit.mount),
+            _ => vault_hint(&f),
+        };
+        Error::failed(Step::Encrypt, f.to_string(), hint)
+    })?;
+    ciphertext_of(&reply.body, &path, Step::Encrypt)
+}
+
+/// `transit/rewrap/KEY`: the same plaintext under the key's latest version.
+pub fn rewrap(
+    vault: &Vault,
+    token: &Secret,
+    transit: &Transit,
+    ciphertext: &str,
+    deadline: &Deadline,
+) -> Result<String> {
+    let path = format!("{}/rewrap/{}", transit.mount, transit.key);
+    let mut body = json!({ "ciphertext": ciphertext });
+    if let Some(ctx) = &transit.context {
+        body["context"] = json!(ctx);
+    }
+    let body = serde_json::to_vec(&body).expect("serializing a JSON value cannot fail");
+    let reply = vault.post("transit rewrap", &path, Some(token), &body, deadline).map_err(|f| {
+        let hint = match f.status {
+            Some(403) => format!("the token's policies do not allow update on {path}: add it to the role's policy"),
+            _ => vault_hint(&f),
+        };
+        Error::failed(Step::Encrypt, f.to_string(), hint)
+    })?;
+    ciphertext_of(&reply.body, &path, Step::Encrypt)
+}
+
+fn ciphertext_of(body: &[u8], path: &str, step: Step) -> Result<String> {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match v.pointer("/data/ciphertext").and_then(Value::as_str) {
+        Some(c) if c.starts_with("vault:v") => Ok(c.to_string()),
+        _ => Err(Error::failed(
+            step,
+            format!("the answer from {path} has no ciphertext"),
+            "is transit mounted at that path?",
+        )),
+    }
+}
+
 /// A per-item error from a batch, in the same words as a whole-request failure.
 pub fn item_error(message: &str, transit: &Transit) -> Error {
     Error::failed(

@@ -245,16 +245,24 @@ impl Bao {
         self.run(&["write", "-f", "transit/keys/luks"]);
         self.run(&["write", "-f", "transit/keys/other"]);
         self.run(&["write", "transit/keys/derived", "derived=true"]);
+        self.run(&["write", "-f", "transit/keys/rot"]);
         self.policy(
             "transit-luks",
             r#"path "transit/encrypt/luks" { capabilities = ["update"] }
 path "transit/decrypt/luks" { capabilities = ["update"] }
 path "transit/decrypt/other" { capabilities = ["update"] }
-path "transit/decrypt/derived" { capabilities = ["update"] }"#,
+path "transit/decrypt/derived" { capabilities = ["update"] }
+path "transit/encrypt/derived" { capabilities = ["update"] }
+path "transit/+/rot" { capabilities = ["update"] }
+path "transit/rewrap/luks" { capabilities = ["update"] }"#,
         );
         self.policy(
             "encrypt-only",
             r#"path "transit/encrypt/luks" { capabilities = ["update"] }"#,
+        );
+        self.policy(
+            "decrypt-only",
+            r#"path "transit/decrypt/luks" { capabilities = ["update"] }"#,
         );
     }
 
@@ -320,6 +328,8 @@ impl Standin {
             "storage=transit-luks",
             "--role",
             "encrypt-only=encrypt-only",
+            "--role",
+            "decrypt-only=decrypt-only",
         ])
         .args(extra)
         .stdin(Stdio::null())

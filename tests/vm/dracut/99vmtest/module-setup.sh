@@ -24,9 +24,13 @@ install() {
         done </etc/vmtest/initrd-files
     fi
     # The image's own command line (dracut reads /etc/cmdline.d): dracut activates only the LVs named
-    # by rd.lvm.lv/rd.lvm.vg (no-hostonly: none at all), and brings the network up only when asked.
+    # by rd.lvm.lv/rd.lvm.vg (no-hostonly: none at all; it then also waits for them), and brings the
+    # network up only when asked. The systemd-networkd handler ignores ip= there: it gets a .network.
     mkdir -p "$initdir/etc/cmdline.d"
     echo "rd.lvm.lv=vg.flex/lv.luks rd.neednet=1 ip=dhcp" >"$initdir/etc/cmdline.d/90vmtest.conf"
+    if dracut_module_included systemd-networkd; then
+        inst_simple "$moddir/90-vmtest.network" /etc/systemd/network/90-vmtest.network
+    fi
     if dracut_module_included systemd; then
         inst_simple "$moddir/vmtest-unlock.service" "$systemdsystemunitdir/vmtest-unlock.service"
         $SYSTEMCTL -q --root "$initdir" enable vmtest-unlock.service

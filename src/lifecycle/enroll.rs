@@ -1,0 +1,384 @@
+//! `vault-luks enroll NAME --device DEV`: a new random key in the article's format, wrapped by
+//! transit, given a keyslot of its own (on a new LUKS2 volume with --format, or beside the
+//! existing passphrases), recorded in the ciphertext file, a LUKS2 token and the config.
+//!
+//! Order, so a crash never loses access: the ciphertext is stored (and proven to decrypt back
+//! to the key) before the key gets a keyslot; an existing volume keeps its passphrases.
+
+use super::{key_opens, luks_error, new_key, step_done, FAST_PBKDF, LUKS_TIMEOUT};
+use crate::config::{Config, Transit};
+use crate::error::{Error, Result, Step};
+use crate::luks::cryptsetup::Input;
+use crate::luks::header::{write_binding, Binding, Header};
+use crate::luks::{Cryptsetup, OpenError};
+use crate::retry::Deadline;
+use crate::secret::Secret;
+use crate::vault::{auth, transit};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub name: String,
+    pub device: PathBuf,
+    /// Create a new LUKS2 volume (refused on a device holding a LUKS header or a file system
+    /// unless `force`).
+    pub format: bool,
+    pub force: bool,
+    /// An existing passphrase, from a file, to authorise the new keyslot (else cryptsetup
+    /// asks on the terminal).
+    pub key_file: Option<PathBuf>,
+    pub ciphertext_file: Option<PathBuf>,
+    pub transit: Transit,
+    /// Also add a recovery passphrase (argon2id keyslot) and print it, once.
+    pub recovery: bool,
+}
+
+pub fn enroll(config: &Config, config_path: &Path, o: &Options, cs: &Cryptsetup) -> Result<()> {
+    let fail = |detail: String, hint: &str| Error::failed(Step::Enroll, detail, hint);
+    if config.volumes.iter().any(|v| v.name == o.name) {
+        return Err(fail(
+            format!("`{}` is already in {}", o.name, config.origin),
+            "pick another name, or use `vault-luks rotate` for a new key",
+        ));
+    }
+    if !o.device.exists() {
+        return Err(fail(
+            format!("{} does not exist", o.device.display()),
+            "check --device",
+        ));
+    }
+    let ciphertext_file = o
+        .ciphertext_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/etc/vault-luks/{}.passphrase", o.name)));
+    if ciphertext_file.exists() && !o.force {
+        return Err(fail(
+            format!("{} already exists", ciphertext_file.display()),
+            "choose another --ciphertext-file, or --force to replace it",
+        ));
+    }
+    let is_luks = cs
+        .exec(
+            &["isLuks".as_ref(), o.device.as_os_str()],
+            Input::Nothing,
+            None,
+            LUKS_TIMEOUT,
+        )
+        .is_ok();
+    if o.format {
+        if is_luks && !o.force {
+            return Err(fail(
+                format!(
+                    "{} already holds a LUKS header; refusing to format it",
+                    o.device.display()
+                ),
+                "enroll without --format to add a keyslot, or --force to destroy it",
+            ));
+        }
+        if let Some(fs) = signature(&o.device).filter(|_| !o.force && !is_luks) {
+            return Err(fail(
+                format!(
+                    "{} holds a {fs} signature; refusing to format it",
+                    o.device.display()
+                ),
+                "--force to destroy it",
+            ));
+        }
+    } else if !is_luks {
+        return Err(fail(
+            format!("{} is not a LUKS volume", o.device.display()),
+            "add --format to create one",
+        ));
+    }
+
+    let deadline = Deadline::after(config.timeouts.unlock);
+    let (vault, token) = crate::unlock::connect(config, &deadline)?;
+    let key = new_key()?;
+    let result = wrap_and_store(
+        config,
+        config_path,
+        o,
+        cs,
+        &vault,
+        &token.secret,
+        &key,
+        &ciphertext_file,
+        &deadline,
+    );
+    auth::finish(&vault, token, &deadline);
+    result?;
+
+    if o.recovery {
+        let recovery = recovery_passphrase()?;
+        let args = [
+            "luksAddKey".as_ref(),
+            "--pbkdf".as_ref(),
+            "argon2id".as_ref(),
+            "--key-file=-".as_ref(),
+            o.device.as_os_str(),
+            "/dev/fd/3".as_ref(),
+        ];
+        cs.exec(&args, Input::Key(&key), Some(&recovery), LUKS_TIMEOUT)
+            .map_err(|e| luks_error(&o.device, "luksAddKey (recovery)", e))?;
+        println!(
+            "Recovery passphrase for {} (shown once; store it offline):",
+            o.name
+        );
+        println!("{}", String::from_utf8_lossy(recovery.expose()));
+    } else if o.format {
+        crate::log::warn(format_args!(
+            "{}: Vault's key is the only keyslot: without Vault this volume cannot be opened. Add a recovery passphrase with `cryptsetup luksAddKey {}` (it asks for a passphrase: get the current key with `vault write -field=plaintext {}/decrypt/{} ciphertext=@{}`), or enroll again with --recovery next time",
+            o.name,
+            o.device.display(),
+            o.transit.mount,
+            o.transit.key,
+            ciphertext_file.display()
+        ));
+    }
+    crate::log::info(format_args!("{}: enrolled; `vault-luks unlock {}` opens it, and so will the boot once the initramfs is rebuilt", o.name, o.name));
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wrap_and_store(
+    config: &Config,
+    config_path: &Path,
+    o: &Options,
+    cs: &Cryptsetup,
+    vault: &crate::vault::Vault,
+    token: &Secret,
+    key: &Secret,
+    ciphertext_file: &Path,
+    deadline: &Deadline,
+) -> Result<()> {
+    let ciphertext = transit::encrypt(vault, token, &o.transit, key, deadline)?;
+    // Prove the round trip before anything depends on it (a wrong context would not).
+    let back = transit::decrypt(
+        vault,
+        token,
+        &o.transit,
+        &[transit::Ciphertext {
+            text: &ciphertext,
+            context: o.transit.context.as_deref(),
+        }],
+        deadline,
+    )?;
+    if !matches!(back.first(), Some(Ok(k)) if k.expose() == key.expose()) {
+        return Err(Error::failed(
+            Step::Enroll,
+            "the new ciphertext does not decrypt back to the key",
+            "check the transit key and context",
+        ));
+    }
+    crate::files::write_atomically(ciphertext_file, format!("{ciphertext}\n").as_bytes(), 0o600)
+        .map_err(|e| {
+            Error::failed(
+                Step::Enroll,
+                format!("cannot write {}: {e}", ciphertext_file.display()),
+                "",
+            )
+        })?;
+    step_done("ciphertext-stored");
+
+    let keyslot = if o.format {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "luksFormat".as_ref(),
+            "--batch-mode".as_ref(),
+            "--type".as_ref(),
+            "luks2".as_ref(),
+            "--key-slot".as_ref(),
+            "0".as_ref(),
+        ];
+        args.extend(FAST_PBKDF.iter().map(std::ffi::OsStr::new));
+        args.extend(["--key-file=-".as_ref(), o.device.as_os_str()]);
+        cs.exec(&args, Input::Key(key), None, LUKS_TIMEOUT)
+            .map_err(|e| luks_error(&o.device, "luksFormat", e))?;
+        0
+    } else {
+        let header =
+            Header::read(cs, &o.device).map_err(|m| Error::failed(Step::Cryptsetup, m, ""))?;
+        let slot = header.free_keyslot().ok_or_else(|| {
+            Error::failed(
+                Step::Enroll,
+                format!("{} has no free keyslot", o.device.display()),
+                "remove one with cryptsetup luksKillSlot",
+            )
+        })?;
+        let slot_arg = format!("--key-slot={slot}");
+        let mut args: Vec<std::ffi::OsString> = vec!["luksAddKey".into(), slot_arg.into()];
+        args.extend(FAST_PBKDF.iter().map(std::ffi::OsString::from));
+        let input = match &o.key_file {
+            Some(f) => {
+                args.push(format!("--key-file={}", f.display()).into());
+                Input::Nothing
+            }
+            None => Input::Terminal,
+        };
+        args.extend([o.device.as_os_str().into(), "/dev/fd/3".into()]);
+        cs.exec(&args, input, Some(key), LUKS_TIMEOUT)
+            .map_err(|e| match e {
+                OpenError::KeyRejected => Error::failed(
+                    Step::Enroll,
+                    format!(
+                        "the existing passphrase does not open {}",
+                        o.device.display()
+                    ),
+                    "give a passphrase of one of its keyslots (prompt or --key-file)",
+                ),
+                other => luks_error(&o.device, "luksAddKey", other),
+            })?;
+        slot
+    };
+    step_done("keyslot-added");
+
+    let version = Header::read(cs, &o.device).map(|h| h.version).unwrap_or(1);
+    if version == 2 {
+        let binding = Binding {
+            keyslot,
+            ciphertext: ciphertext.clone(),
+            transit_mount: o.transit.mount.clone(),
+            transit_key: o.transit.key.clone(),
+            vault_address: config
+                .vault
+                .addresses
+                .first()
+                .map(|a| a.url.base())
+                .unwrap_or_default(),
+            auth_method: auth_method_name(config),
+            auth_role: auth_role(config),
+        };
+        write_binding(cs, &o.device, None, &binding).map_err(|m| {
+            Error::failed(
+                Step::Enroll,
+                format!("cannot store the LUKS2 token: {m}"),
+                "",
+            )
+        })?;
+        step_done("token-stored");
+    }
+    if !key_opens(cs, &o.device, Some(keyslot), key)? {
+        return Err(Error::failed(
+            Step::Enroll,
+            format!("keyslot {keyslot} does not open with the new key"),
+            "report this: nothing was added to the config",
+        ));
+    }
+    add_to_config(config_path, o, ciphertext_file)?;
+    step_done("config-updated");
+    crate::log::info(format_args!(
+        "{}: keyslot {keyslot} opens with Vault's key; ciphertext in {}",
+        o.name,
+        ciphertext_file.display()
+    ));
+    Ok(())
+}
+
+pub fn auth_method_name(config: &Config) -> String {
+    match &config.auth.method {
+        crate::config::AuthMethod::Exoscale { .. } => "exoscale",
+        crate::config::AuthMethod::AppRole { .. } => "approle",
+        crate::config::AuthMethod::Token { .. } => "token",
+    }
+    .to_string()
+}
+
+pub fn auth_role(config: &Config) -> String {
+    match &config.auth.method {
+        crate::config::AuthMethod::Exoscale { role, .. } => role.clone(),
+        crate::config::AuthMethod::AppRole { role_id, .. } => role_id.clone(),
+        crate::config::AuthMethod::Token { .. } => String::new(),
+    }
+}
+
+/// Appends the volume to the config file, keeping everything else in it as it was.
+fn add_to_config(path: &Path, o: &Options, ciphertext_file: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::failed(
+            Step::Enroll,
+            format!("cannot read {}: {e}", path.display()),
+            "",
+        )
+    })?;
+    let mut v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::config(path.display().to_string(), "", e.to_string()))?;
+    let mut transit = serde_json::json!({ "key": o.transit.key });
+    if o.transit.mount != crate::config::DEFAULT_TRANSIT_MOUNT {
+        transit["mount"] = o.transit.mount.clone().into();
+    }
+    if let Some(c) = &o.transit.context {
+        transit["context"] = c.clone().into();
+    }
+    let entry = serde_json::json!({
+        "name": o.name,
+        "device": o.device,
+        "ciphertext_file": ciphertext_file,
+        "transit": transit,
+    });
+    match v.get_mut("volumes").and_then(|a| a.as_array_mut()) {
+        Some(list) => list.push(entry),
+        None => v["volumes"] = serde_json::json!([entry]),
+    }
+    let new_text =
+        serde_json::to_string_pretty(&v).expect("serializing a JSON value cannot fail") + "\n";
+    Config::parse(&path.display().to_string(), &new_text)?;
+    crate::files::write_atomically(path, new_text.as_bytes(), 0o600).map_err(|e| {
+        Error::failed(
+            Step::Enroll,
+            format!("cannot write {}: {e}", path.display()),
+            "",
+        )
+    })
+}
+
+/// A passphrase a person can type: 8 groups of 4 from an alphabet without look-alikes
+/// (32 symbols: 160 bits).
+fn recovery_passphrase() -> Result<Secret> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(raw.as_mut())
+        .map_err(|e| Error::failed(Step::Enroll, format!("no randomness: {e}"), ""))?;
+    let mut out = Vec::with_capacity(39);
+    for (i, b) in raw.iter().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push(b'-');
+        }
+        out.push(ALPHABET[usize::from(*b) % 32]);
+    }
+    Ok(Secret::new(out))
+}
+
+/// A file-system or RAID signature on the device, by blkid if it is there.
+fn signature(device: &Path) -> Option<String> {
+    let out = std::process::Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE"])
+        .arg(device)
+        .output()
+        .ok()?;
+    let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !t.is_empty()).then_some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_passphrases_are_typeable_and_differ() {
+        let a = recovery_passphrase().unwrap();
+        let b = recovery_passphrase().unwrap();
+        let text = std::str::from_utf8(a.expose()).unwrap();
+        assert_eq!(text.len(), 39);
+        assert_eq!(text.matches('-').count(), 7);
+        assert!(text
+            .chars()
+            .all(|c| c == '-' || "abcdefghijkmnpqrstuvwxyz23456789".contains(c)));
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn new_keys_have_the_articles_format() {
+        let k = new_key().unwrap();
+        assert_eq!(k.expose().len(), 32);
+        assert_eq!(crate::secret::decode_base64(k.expose()).unwrap().len(), 24);
+    }
+}
