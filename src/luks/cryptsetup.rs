@@ -168,7 +168,13 @@ pub fn run(
         // SAFETY: dup2 is async-signal-safe; it only renumbers a descriptor we own.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                if libc::dup2(fd, 3) < 0 {
+                // dup2 onto itself keeps close-on-exec set, so clear it in that case.
+                let ok = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if ok < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
