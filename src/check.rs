@@ -73,7 +73,11 @@ pub fn render(config: &Config) -> String {
             "volume {}: device {}, ciphertext {}, transit {}/{}{}, key {}",
             vol.name,
             vol.device.display(),
-            vol.ciphertext_file.display(),
+            vol.ciphertext_file
+                .as_ref()
+                .map_or("in the LUKS2 token".to_string(), |f| f
+                    .display()
+                    .to_string()),
             vol.transit.mount,
             vol.transit.key,
             if vol.transit.context.is_some() {

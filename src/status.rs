@@ -12,7 +12,7 @@ pub fn collect(config: &Config, cs: Option<&Cryptsetup>) -> Value {
         .iter()
         .map(|v| {
             let active = cs.and_then(|cs| cs.is_active(&v.name, Duration::from_secs(10)).ok());
-            let ciphertext = read_ciphertext(v);
+            let ciphertext = read_ciphertext(cs, v);
             json!({
                 "name": v.name,
                 "device": v.device,
@@ -46,7 +46,7 @@ pub fn render_text(status: &Value) -> String {
             v["device"].as_str().unwrap_or("?"),
             yes_no(&v["device_present"]),
             yes_no(&v["active"]),
-            v["ciphertext_file"].as_str().unwrap_or("?"),
+            v["ciphertext_file"].as_str().unwrap_or("(LUKS2 token)"),
             yes_no(&v["ciphertext_ok"]),
             v["transit_key"].as_str().unwrap_or("?"),
             version

@@ -110,7 +110,7 @@ pub fn keyscript(config: &Config, name: &str) -> Result<()> {
     ));
     let pending = [Pending {
         volume,
-        ciphertext: read_ciphertext(volume)?,
+        ciphertext: read_ciphertext(Cryptsetup::locate().as_ref(), volume)?,
     }];
     let mut failures = Vec::new();
     let keys = fetch_keys(config, &pending, &deadline, &mut failures)?;
@@ -163,16 +163,35 @@ fn prepare<'c>(
             "check that the volume group is active (vgchange -ay) and the device path in the configuration",
         ));
     }
-    let ciphertext = read_ciphertext(v)?;
+    let ciphertext = read_ciphertext(Some(cs), v)?;
     Ok(Some(Pending {
         volume: v,
         ciphertext,
     }))
 }
 
-/// The ciphertext as the article stores it: `vault:vN:...`, surrounding whitespace trimmed.
-pub fn read_ciphertext(v: &Volume) -> Result<String> {
-    let file = &v.ciphertext_file;
+/// The ciphertext as the article stores it (`vault:vN:...` in a file, surrounding whitespace
+/// trimmed), or, when the config names no file, from the volume's `vault-luks` LUKS2 token.
+pub fn read_ciphertext(cs: Option<&Cryptsetup>, v: &Volume) -> Result<String> {
+    let Some(file) = &v.ciphertext_file else {
+        let from_token = cs
+            .ok_or_else(|| "cryptsetup is not available".to_string())
+            .and_then(|cs| crate::luks::header::Header::read(cs, &v.device))
+            .and_then(|h| {
+                h.binding()
+                    .map(|(_, b)| b.ciphertext)
+                    .ok_or_else(|| format!("{} has no vault-luks token", v.device.display()))
+            });
+        return from_token.map_err(|m| {
+            Error::failed(
+                Step::Ciphertext,
+                format!(
+                    "no ciphertext_file configured, and the header's token cannot be used: {m}"
+                ),
+                "set volumes[].ciphertext_file, or enroll the volume with vault-luks enroll",
+            )
+        });
+    };
     let text = std::fs::read_to_string(file).map_err(|e| {
         Error::failed(
             Step::Ciphertext,

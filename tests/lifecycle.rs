@@ -308,3 +308,25 @@ fn rotate_is_crash_safe_at_every_step() {
         );
     }
 }
+
+/// The volume carries its own binding: with no ciphertext_file in the config, unlock reads the
+/// ciphertext from the LUKS2 token, and rotate and rewrap keep the token current.
+#[test]
+fn a_volume_with_only_its_token_unlocks_rotates_and_rewraps() {
+    let standin = Standin::start(&[]);
+    let (sb, config, image) = fresh("token-only", &standin);
+    enroll(&sb, &config, &image, &["--format", "--transit-key", "rot"]).assert_code(0);
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    cfg["volumes"][0].as_object_mut().unwrap().remove("ciphertext_file");
+    let config = sb.write_config(&cfg);
+    std::fs::remove_file(sb.dir.join("data.passphrase")).unwrap();
+    sb.run(&config, &["check"]).assert_code(0);
+    sb.run(&config, &["unlock"]).assert_code(0);
+    sb.run(&config, &["close"]).assert_code(0);
+    sb.run(&config, &["rotate", "data"]).assert_code(0).assert_stderr("ciphertext in the LUKS2 token");
+    bao().run(&["write", "-f", "transit/keys/rot/rotate"]);
+    sb.run(&config, &["rewrap"]).assert_code(0).assert_stderr("rewrapped key version");
+    sb.run(&config, &["unlock"]).assert_code(0);
+    assert!(sb.is_open("data"));
+    assert!(!sb.dir.join("data.passphrase").exists(), "no file was written");
+}

@@ -134,7 +134,8 @@ pub enum KeyFormat {
 pub struct Volume {
     pub name: String,
     pub device: PathBuf,
-    pub ciphertext_file: PathBuf,
+    /// Where the ciphertext is; `None`: in the volume's `vault-luks` LUKS2 token.
+    pub ciphertext_file: Option<PathBuf>,
     pub transit: Transit,
     pub key_format: KeyFormat,
 }
@@ -331,7 +332,11 @@ impl Config {
             } => files.push(f.clone()),
             _ => {}
         }
-        files.extend(self.volumes.iter().map(|v| v.ciphertext_file.clone()));
+        files.extend(
+            self.volumes
+                .iter()
+                .filter_map(|v| v.ciphertext_file.clone()),
+        );
         files.sort();
         files.dedup();
         files
@@ -485,7 +490,7 @@ fn parse_volume(mut o: Obj) -> Result<Volume> {
         return Err(o.err("name", format!("`{name}` is not a usable device-mapper name (no '/', whitespace, at most 127 bytes)")));
     }
     let device = PathBuf::from(o.required_string("device")?);
-    let ciphertext_file = PathBuf::from(o.required_string("ciphertext_file")?);
+    let ciphertext_file = o.string("ciphertext_file")?.map(PathBuf::from);
     let mut t = o
         .object("transit")?
         .ok_or_else(|| o.err("transit", "is required (at least {\"key\": \"...\"})"))?;

@@ -41,7 +41,7 @@ fn rewrap_one(
     token: &crate::secret::Secret,
     deadline: &Deadline,
 ) -> Result<()> {
-    let old = read_ciphertext(v)?;
+    let old = read_ciphertext(Some(cs), v)?;
     let new = transit::rewrap(vault, token, &v.transit, &old, deadline)?;
     let (before, after) = (
         key_version(&old).unwrap_or(0),
@@ -51,15 +51,18 @@ fn rewrap_one(
         crate::log::info(format_args!("{}: already at key version v{after}", v.name));
         return Ok(());
     }
-    crate::files::write_atomically(&v.ciphertext_file, format!("{new}\n").as_bytes(), 0o600)
-        .map_err(|e| {
-            Error::failed(
-                Step::Encrypt,
-                format!("cannot write {}: {e}", v.ciphertext_file.display()),
-                "",
-            )
-        })?;
-    step_done("rewrap-file");
+    if let Some(file) = &v.ciphertext_file {
+        crate::files::write_atomically(file, format!("{new}\n").as_bytes(), 0o600).map_err(
+            |e| {
+                Error::failed(
+                    Step::Encrypt,
+                    format!("cannot write {}: {e}", file.display()),
+                    "",
+                )
+            },
+        )?;
+        step_done("rewrap-file");
+    }
     if let Ok(header) = Header::read(cs, &v.device) {
         if let Some((id, mut binding)) = header.binding() {
             binding.ciphertext = new.clone();

@@ -26,7 +26,7 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
         |detail: String, hint: &str| Error::failed(Step::Enroll, detail, hint).for_volume(name);
     let header = Header::read(cs, &v.device)
         .map_err(|m| fail(m, "is the device there and a LUKS volume?"))?;
-    let old_ciphertext = read_ciphertext(v)?;
+    let old_ciphertext = read_ciphertext(Some(cs), v)?;
     let deadline = Deadline::after(config.timeouts.unlock);
     let (vault, token) = crate::unlock::connect(config, &deadline)?;
     let result = (|| {
@@ -55,9 +55,15 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
                 "check the transit key and context",
             ));
         }
-        let staged = PathBuf::from(format!("{}.new", v.ciphertext_file.display()));
-        crate::files::write_atomically(&staged, format!("{new_ciphertext}\n").as_bytes(), 0o600)
-            .map_err(|e| fail(format!("cannot write {}: {e}", staged.display()), ""))?;
+        // A volume whose ciphertext lives only in its token has no file to stage or switch.
+        let staged = v
+            .ciphertext_file
+            .as_ref()
+            .map(|f| PathBuf::from(format!("{}.new", f.display())));
+        if let Some(staged) = &staged {
+            crate::files::write_atomically(staged, format!("{new_ciphertext}\n").as_bytes(), 0o600)
+                .map_err(|e| fail(format!("cannot write {}: {e}", staged.display()), ""))?;
+        }
         step_done("rotate-staged");
 
         let slot_arg = format!("--key-slot={new_slot}");
@@ -72,21 +78,19 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
             .map_err(|e| luks_error(&v.device, "luksAddKey", e))?;
         step_done("rotate-keyslot-added");
 
-        std::fs::rename(&staged, &v.ciphertext_file)
-            .and_then(|_| {
-                std::fs::File::open(
-                    v.ciphertext_file
-                        .parent()
-                        .unwrap_or(std::path::Path::new(".")),
-                )
-                .and_then(|d| d.sync_all())
-            })
-            .map_err(|e| {
-                fail(
-                    format!("cannot replace {}: {e}", v.ciphertext_file.display()),
-                    "the old key still opens the volume; run rotate again",
-                )
-            })?;
+        if let (Some(staged), Some(file)) = (&staged, &v.ciphertext_file) {
+            std::fs::rename(staged, file)
+                .and_then(|_| {
+                    std::fs::File::open(file.parent().unwrap_or(std::path::Path::new(".")))
+                        .and_then(|d| d.sync_all())
+                })
+                .map_err(|e| {
+                    fail(
+                        format!("cannot replace {}: {e}", file.display()),
+                        "the old key still opens the volume; run rotate again",
+                    )
+                })?;
+        }
         step_done("rotate-file-switched");
 
         if header.version == 2 {
@@ -140,7 +144,9 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
         step_done("rotate-old-keyslot-removed");
         crate::log::info(format_args!(
             "{name}: rotated: keyslot {old_slot} -> {new_slot}; ciphertext in {}",
-            v.ciphertext_file.display()
+            v.ciphertext_file
+                .as_ref()
+                .map_or("the LUKS2 token".to_string(), |f| f.display().to_string())
         ));
         Ok(())
     })();

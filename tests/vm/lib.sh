@@ -355,8 +355,7 @@ vm_wait_exit() {
     done
     wait "$VM_PID" || rc=$?
     vm_time_end "boot:$VM_NAME"
-    wait "$VM_CAT_PID" 2>/dev/null || true
-    exec {VM_IN_FD}>&-
+    vm_stop_log_reader
     VM_PID=
     if [ "$rc" != 0 ]; then
         vm_tail_log
@@ -368,10 +367,20 @@ vm_kill() {
     [ -n "${VM_PID:-}" ] || return 0
     kill "$VM_PID" 2>/dev/null || true
     wait "$VM_PID" 2>/dev/null || true
+    vm_stop_log_reader
+    VM_PID=
+}
+
+# The log reader ends by itself when qemu closes the pipe; not if qemu died before opening it.
+vm_stop_log_reader() {
+    local i
+    for ((i = 0; i < 20; i++)); do
+        kill -0 "$VM_CAT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
     kill "$VM_CAT_PID" 2>/dev/null || true
     wait "$VM_CAT_PID" 2>/dev/null || true
     exec {VM_IN_FD}>&- 2>/dev/null || true
-    VM_PID=
 }
 
 # vm_result KEY [LOG]: the value of the last "VMTEST RESULT KEY=VALUE" line (CR stripped); empty if none.

@@ -6,7 +6,8 @@
 #   4. smoke boot: in the initramfs the step finds the LV active, has the network up, fetches the
 #      instance id and the key from 169.254.169.254 (a host http server on 127.0.0.1) and opens
 #      /dev/mapper/luks; the real root (init=) mounts it, checks the marker, closes it.
-# Results are "VMTEST RESULT key=value" lines on the serial console. VM_KEEP=1 keeps the work dir.
+# Results are "VMTEST RESULT key=value" lines on the serial console. VM_KEEP=1 keeps the work dir;
+# VM_SMOKE_SYSTEMD=1 boots the real root with systemd for step 4; VM_SMOKE_APPEND adds kernel arguments.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -54,11 +55,20 @@ vm_http_serve "$meta"
 
 vm_io_disk "$VM_WORK/io.img" "$VM_LIB_DIR/guest/check-unlocked.sh" "$VM_WORK/marker"
 # No ip=, rd.neednet or rd.lvm on the kernel command line: the initramfs must carry what it needs.
-append="$VM_APPEND_BASE init=/vmtest/init ${VM_SMOKE_APPEND:-}"
+# VM_SMOKE_SYSTEMD=1: the real root boots with systemd (vmtest.service runs the check) instead of init=.
+if [ "${VM_SMOKE_SYSTEMD:-0}" = 1 ]; then
+    append="$VM_APPEND_BASE vmtest.io"
+else
+    append="$VM_APPEND_BASE init=/vmtest/init"
+fi
+append+=" ${VM_SMOKE_APPEND:-}"
 vm_start smoke "$img/vmlinuz" "$VM_WORK/initrd.img" "$append" \
     "$VM_WORK/root.img" "$VM_WORK/data.img" "$VM_WORK/io.img"
 vm_wait_for 'VMTEST RESULT initrd_mapper=' 240
-vm_wait_for 'VMTEST DONE' 120
+vm_wait_for 'VMTEST PROMPT: ' 120
+typed="typed-by-host-$RANDOM"
+vm_send "$typed\n"
+vm_wait_for 'VMTEST DONE' 60
 vm_wait_exit 60
 
 vm_expect initrd "$flavour"               # our initramfs ran our step
@@ -69,6 +79,7 @@ vm_expect initrd_mapper yes               # cryptsetup opened /dev/mapper/luks i
 vm_expect root_mapper yes                 # ... and it survived switch_root
 vm_expect marker ok                       # the provisioning boot's ext4 and file are intact
 vm_expect closed yes
+vm_expect typed "$typed"                  # vm_send reached a prompt on the serial console
 net=$(vm_result initrd_net)
 [[ $net == *@169.254.* ]] || vm_die "no 169.254.x address in the initramfs (got '$net')"
 vm_log "ok   initrd_net=$net"
