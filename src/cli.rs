@@ -11,8 +11,8 @@ vault-luks: unlock LUKS volumes with keys wrapped by Vault (or OpenBao) transit
 
 USAGE:
     vault-luks [OPTIONS] unlock [--timeout SECONDS] [NAME...]
-    vault-luks [OPTIONS] close [NAME...]
-    vault-luks [OPTIONS] status [--json]
+    vault-luks [OPTIONS] close [--force] [NAME...]
+    vault-luks [OPTIONS] status [--json] [--check-vault]
     vault-luks [OPTIONS] check [--files]
     vault-luks [OPTIONS] keyscript [NAME]      (or run as vault-luks-keyscript)
     vault-luks [OPTIONS] enroll NAME --device DEV [--format [--force]] [--key-file FILE]
@@ -25,8 +25,11 @@ COMMANDS:
     unlock    Log into Vault, decrypt each volume's key with transit and open it with
               cryptsetup (all configured volumes, or the NAMEs given). Volumes already open
               are left alone.
-    close     Close the mappings of the configured volumes (or the NAMEs given).
-    status    Show each volume: device present, mapping active, ciphertext and key version.
+    close     Unmount what is mounted from each volume (or the NAMEs given), then close its
+              mapping. A busy mount is refused unless --force (lazy unmount, deferred close).
+    status    Show each volume: device, LUKS version, vault-luks's keyslot and token, mapping,
+              mount points, ciphertext and key version. --check-vault also has Vault decrypt
+              each key and tests it against the header, opening nothing (exit 1 if one fails).
     check     Validate the configuration and print the resolved settings (never a secret).
               --files prints only the files the configuration refers to, one per line.
     enroll    A new random key (24 bytes, base64, as the article), wrapped by transit into
@@ -77,9 +80,11 @@ pub enum Command {
     },
     Close {
         names: Vec<String>,
+        force: bool,
     },
     Status {
         json: bool,
+        check_vault: bool,
     },
     Check {
         files_only: bool,
@@ -115,6 +120,7 @@ pub fn parse(args: &[String]) -> Result<Cli> {
     let mut command: Option<String> = None;
     let mut names: Vec<String> = Vec::new();
     let mut json = false;
+    let mut check_vault = false;
     let mut files_only = false;
     let mut timeout = None;
     // enroll's options
@@ -151,6 +157,7 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             "--debug" => debug = true,
             "--no-cmdline" => use_cmdline = false,
             "--json" => json = true,
+            "--check-vault" => check_vault = true,
             "--files" => files_only = true,
             "--device" => device = Some(PathBuf::from(value("--device")?)),
             "--format" => format = true,
@@ -190,8 +197,11 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             ))
         }
         Some("unlock") => Command::Unlock { names, timeout },
-        Some("close") => Command::Close { names },
-        Some("status") => no_names(Command::Status { json }, &names)?,
+        Some("close") => Command::Close {
+            names,
+            force: std::mem::take(&mut force),
+        },
+        Some("status") => no_names(Command::Status { json, check_vault }, &names)?,
         Some("check") => no_names(Command::Check { files_only }, &names)?,
         Some("keyscript") if names.len() <= 1 => Command::Keyscript { name: names.pop() },
         Some("keyscript") => {
@@ -242,6 +252,10 @@ pub fn parse(args: &[String]) -> Result<Cli> {
         }
     };
     only_for("--json", !json || matches!(command, Command::Status { .. }))?;
+    only_for(
+        "--check-vault",
+        !check_vault || matches!(command, Command::Status { .. }),
+    )?;
     only_for(
         "--files",
         !files_only || matches!(command, Command::Check { .. }),
@@ -321,7 +335,13 @@ mod tests {
     fn defaults() {
         let c = p(&["status"]).unwrap();
         assert_eq!(c.config, PathBuf::from("/etc/vault-luks/config.json"));
-        assert_eq!(c.command, Command::Status { json: false });
+        assert_eq!(
+            c.command,
+            Command::Status {
+                json: false,
+                check_vault: false
+            }
+        );
         assert!(c.use_cmdline);
     }
 

@@ -89,7 +89,7 @@ fn run(args: &[String]) -> Result<()> {
             }
             unlock::unlock(&config, &names)
         }
-        Command::Close { names } => close::close(&config, &names),
+        Command::Close { names, force } => close::close(&config, &names, force),
         Command::Enroll(options) => lifecycle::enroll::enroll(
             &config,
             &cli.config,
@@ -119,9 +119,18 @@ fn run(args: &[String]) -> Result<()> {
                 })?;
             unlock::keyscript(&config, &name)
         }
-        Command::Status { json } => {
+        Command::Status { json, check_vault } => {
             let cs = luks::Cryptsetup::locate();
-            let s = status::collect(&config, cs.as_ref());
+            let mut s = status::collect(&config, cs.as_ref());
+            let checked = match (&cs, check_vault) {
+                (Some(cs), true) => status::check_vault(&config, cs, &mut s),
+                (None, true) => {
+                    return Err(unlock::locate_cryptsetup()
+                        .err()
+                        .expect("cryptsetup is missing"))
+                }
+                (_, false) => true,
+            };
             if json {
                 println!(
                     "{}",
@@ -130,7 +139,15 @@ fn run(args: &[String]) -> Result<()> {
             } else {
                 print!("{}", status::render_text(&s));
             }
-            Ok(())
+            if checked {
+                Ok(())
+            } else {
+                Err(error::Error::failed(
+                    error::Step::Unlock,
+                    "a Vault check failed (see vault_check above)",
+                    "fix what it names before the next boot",
+                ))
+            }
         }
         Command::Check { files_only: true } => {
             for f in config.referenced_files() {

@@ -305,6 +305,30 @@ fn fetch_keys<'p, 'c>(
     Ok(keys)
 }
 
+/// One volume's key, for checks: its ciphertext decrypted and put in its key format.
+pub fn key_for(
+    cs: &Cryptsetup,
+    vault: &Vault,
+    token: &Secret,
+    v: &Volume,
+    deadline: &Deadline,
+) -> Result<Secret> {
+    let ciphertext = read_ciphertext(Some(cs), v)?;
+    let items = [transit::Ciphertext {
+        text: &ciphertext,
+        context: v.transit.context.as_deref(),
+    }];
+    match transit::decrypt(vault, token, &v.transit, &items, deadline)?.pop() {
+        Some(Ok(plaintext)) => key_bytes(v, plaintext),
+        Some(Err(msg)) => Err(transit::item_error(&msg, &v.transit)),
+        None => Err(Error::failed(
+            Step::Decrypt,
+            "Vault returned no plaintext",
+            "",
+        )),
+    }
+}
+
 /// The bytes cryptsetup gets: the plaintext text as Vault returns it, or its decoding.
 fn key_bytes(v: &Volume, plaintext: Secret) -> Result<Secret> {
     match v.key_format {

@@ -169,8 +169,12 @@ fn close_closes_reports_busy_and_accepts_already_closed() {
     sb.run(&path, &["close", "luks"])
         .assert_code(1)
         .assert_stderr("luks: cryptsetup close: Device luks is still in use.")
-        .assert_stderr("unmount the file system first");
+        .assert_stderr("stop what uses the file system");
     assert!(sb.is_open("luks"));
+    // --force closes deferred: the mapping goes when its last user does.
+    sb.run(&path, &["close", "--force", "luks"]).assert_code(0);
+    assert!(sb.wrapper_log("argv.log").contains("close --deferred luks"));
+    sb.mark_open("luks", &vol.image);
     std::fs::remove_file(sb.state.join("busy-luks")).unwrap();
     sb.run(&path, &["close", "luks"])
         .assert_code(0)

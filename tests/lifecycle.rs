@@ -317,16 +317,61 @@ fn a_volume_with_only_its_token_unlocks_rotates_and_rewraps() {
     let (sb, config, image) = fresh("token-only", &standin);
     enroll(&sb, &config, &image, &["--format", "--transit-key", "rot"]).assert_code(0);
     let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    cfg["volumes"][0].as_object_mut().unwrap().remove("ciphertext_file");
+    cfg["volumes"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("ciphertext_file");
     let config = sb.write_config(&cfg);
     std::fs::remove_file(sb.dir.join("data.passphrase")).unwrap();
     sb.run(&config, &["check"]).assert_code(0);
     sb.run(&config, &["unlock"]).assert_code(0);
     sb.run(&config, &["close"]).assert_code(0);
-    sb.run(&config, &["rotate", "data"]).assert_code(0).assert_stderr("ciphertext in the LUKS2 token");
+    sb.run(&config, &["rotate", "data"])
+        .assert_code(0)
+        .assert_stderr("ciphertext in the LUKS2 token");
     bao().run(&["write", "-f", "transit/keys/rot/rotate"]);
-    sb.run(&config, &["rewrap"]).assert_code(0).assert_stderr("rewrapped key version");
+    sb.run(&config, &["rewrap"])
+        .assert_code(0)
+        .assert_stderr("rewrapped key version");
     sb.run(&config, &["unlock"]).assert_code(0);
     assert!(sb.is_open("data"));
-    assert!(!sb.dir.join("data.passphrase").exists(), "no file was written");
+    assert!(
+        !sb.dir.join("data.passphrase").exists(),
+        "no file was written"
+    );
+}
+
+#[test]
+fn status_shows_the_binding_and_checks_vault_without_opening() {
+    let standin = Standin::start(&[]);
+    let (sb, config, image) = fresh("status-check", &standin);
+    enroll(&sb, &config, &image, &["--format"]).assert_code(0);
+    let run = sb.run(&config, &["status", "--json", "--check-vault"]);
+    run.assert_code(0);
+    let s: Value = serde_json::from_str(&run.stdout).unwrap();
+    let v = &s["volumes"][0];
+    assert_eq!(v["luks_version"], 2);
+    assert_eq!(v["vault_keyslot"], 0);
+    assert_eq!(v["vault_token"], 0);
+    assert_eq!(v["key_version"], 1);
+    assert_eq!(v["active"], false);
+    assert_eq!(v["mounted_at"], json!([]));
+    assert_eq!(v["vault_check"], "ok");
+    assert!(!sb.is_open("data"), "--check-vault opens nothing");
+    // A ciphertext of another key: Vault decrypts it, the header refuses it.
+    let other = bao().encrypt("luks", "b3RoZXIta2V5LW9mLTI0LWJ5dGVzLWxvbmch", None);
+    std::fs::write(sb.dir.join("data.passphrase"), other).unwrap();
+    let run = sb.run(&config, &["status", "--check-vault"]);
+    run.assert_code(1).assert_stderr("a Vault check failed");
+    assert!(
+        run.stdout
+            .contains("data: vault check: the key from Vault does not open"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("LUKS2; vault keyslot 0 (token 0)"),
+        "{}",
+        run.stdout
+    );
 }

@@ -91,15 +91,6 @@ impl Cryptsetup {
         ];
         self.exec(&args, Input::Key(key), None, timeout).map(|_| ())
     }
-
-    pub fn close(&self, name: &str, timeout: Duration) -> Result<(), String> {
-        self.exec(&["close", name], Input::Nothing, None, timeout)
-            .map(|_| ())
-            .map_err(|e| match e {
-                OpenError::Failed(words) => words,
-                other => format!("{other:?}"),
-            })
-    }
 }
 
 fn describe(out: &Output) -> String {

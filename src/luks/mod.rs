@@ -3,5 +3,6 @@
 
 pub mod cryptsetup;
 pub mod header;
+pub mod mounts;
 
 pub use cryptsetup::{Cryptsetup, OpenError};

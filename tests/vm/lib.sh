@@ -380,7 +380,11 @@ vm_stop_log_reader() {
     done
     kill "$VM_CAT_PID" 2>/dev/null || true
     wait "$VM_CAT_PID" 2>/dev/null || true
-    exec {VM_IN_FD}>&- 2>/dev/null || true
+    # (A bare `exec ... 2>/dev/null` would silence this shell's stderr for good.)
+    if [ -n "${VM_IN_FD:-}" ]; then
+        exec {VM_IN_FD}>&-
+        VM_IN_FD=
+    fi
 }
 
 # vm_result KEY [LOG]: the value of the last "VMTEST RESULT KEY=VALUE" line (CR stripped); empty if none.
