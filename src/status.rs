@@ -104,11 +104,11 @@ pub fn render_text(status: &Value) -> String {
             .filter_map(Value::as_str)
             .collect();
         out.push_str(&format!(
-            "{}: device {} present: {}; LUKS{}; vault keyslot {} (token {}); open: {}; mounted: {}; ciphertext {} readable: {} (key {}, version {})\n",
+            "{}: device {} present: {}; {}; vault keyslot {} (token {}); open: {}; mounted: {}; ciphertext {} readable: {} (key {}, version {})\n",
             v["name"].as_str().unwrap_or("?"),
             v["device"].as_str().unwrap_or("?"),
             yes_no(&v["device_present"]),
-            or_dash(&v["luks_version"]),
+            v["luks_version"].as_u64().map_or("no LUKS header read".to_string(), |n| format!("LUKS{n}")),
             or_dash(&v["vault_keyslot"]),
             or_dash(&v["vault_token"]),
             yes_no(&v["active"]),

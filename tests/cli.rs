@@ -154,9 +154,11 @@ fn status_text_and_json() {
     assert!(run.stdout.contains("luks: device"));
     assert!(run.stdout.contains("open: yes"));
     assert!(run.stdout.contains("version v3"));
-    assert!(run
-        .stdout
-        .contains("gone: device /dev/mapper/vg.flex-lv.gone present: no; open: no"));
+    assert!(
+        run.stdout.contains("gone: device /dev/mapper/vg.flex-lv.gone present: no; no LUKS header read; vault keyslot - (token -); open: no; mounted: no"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
