@@ -3,9 +3,10 @@
 #
 # FLAVOUR is initramfs-tools or dracut (the two conflict as packages). The result is
 #   ${VAULT_LUKS_CACHE:-/var/cache/vault-luks-vm}/FLAVOUR/{rootfs/,vmlinuz,stamp}
-# and is rebuilt only when the package list or the configuration below changes (stamp = their hash), or
-# with --force. Prints the image directory. No initramfs is kept: tests build theirs on the host in a
-# chroot of a copy of rootfs/ (vm_build_initrd), with their hooks in it.
+# plus initrd-stock.img (the flavour's initramfs as installed, for provisioning boots), and is rebuilt
+# only when the package list or the configuration below changes (stamp = their hash), or with --force.
+# Prints the image directory. Tests build their own initramfs on the host in a chroot of a copy of
+# rootfs/ (vm_build_initrd), with their hooks in it.
 #
 # Environment: VAULT_LUKS_CACHE, VAULT_LUKS_MIRROR (default: the Debian mirror this machine's apt uses).
 set -euo pipefail
@@ -68,7 +69,7 @@ if [ -z "$mirror" ]; then
     mirror=${mirror:-http://deb.debian.org/debian}
 fi
 
-key=$(printf '%s\n' "$VM_SUITE" "$mirror" "${packages[@]}" "$(declare -f configure_guest_root)" |
+key=$(printf '%s\n' "$VM_SUITE" "$mirror" "${packages[@]}" "$(declare -f configure_guest_root vm_build_initrd)" |
     sha256sum | cut -c1-16)
 dir=$(vm_image_dir "$flavour")
 mkdir -p "$VM_CACHE"
@@ -76,7 +77,7 @@ mkdir -p "$VM_CACHE"
 # One builder per flavour at a time; a second caller waits, then finds the image current.
 exec {lock}>"$VM_CACHE/$flavour.lock"
 flock "$lock"
-if [ "$force" = 0 ] && [ "$(cat "$dir/stamp" 2>/dev/null || true)" = "$key" ] && [ -f "$dir/vmlinuz" ]; then
+if [ "$force" = 0 ] && [ "$(cat "$dir/stamp" 2>/dev/null || true)" = "$key" ] && [ -f "$dir/initrd-stock.img" ]; then
     vm_log "image $flavour is current ($key): $dir"
     echo "$dir"
     exit 0
@@ -101,6 +102,8 @@ printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 vm_chroot_mount "$root"
 # apt's downloads go to the same cache as debootstrap's, so a rebuild downloads only what changed.
+# INITRD=No: the kernel's postinst and dracut's trigger build no initramfs (the stock one is made below,
+# once, after configure_guest_root).
 mount --bind "$VM_CACHE/debs" "$root/var/cache/apt/archives"
 vm_on_exit "umount -l '$root/var/cache/apt/archives' 2>/dev/null"
 {
@@ -114,6 +117,8 @@ configure_guest_root "$root" "$flavour"
 
 kver=$(vm_guest_kver "$root")
 cp "$root/boot/vmlinuz-$kver" "$new/vmlinuz"
+# The flavour's stock initramfs (no unlock integration), for provisioning boots: the same for every test.
+vm_build_initrd "$root" "$new/initrd-stock.img"
 echo "$key" >"$new/stamp"
 rm -rf -- "$dir"
 mv "$new" "$dir"

@@ -95,7 +95,8 @@ vm_guest_kver() {
 
 # --- images -------------------------------------------------------------------------------------------
 
-# vm_image_dir FLAVOUR: the cached image (made by build-image.sh): rootfs/, vmlinuz, flavour, stamp.
+# vm_image_dir FLAVOUR: the cached image (made by build-image.sh): rootfs/, vmlinuz, initrd-stock.img
+# (the flavour's initramfs as installed: for provisioning boots), stamp.
 vm_image_dir() { printf '%s/%s\n' "$VM_CACHE" "$1"; }
 
 # vm_ensure_image FLAVOUR: build the cached image unless it is current (build-image.sh decides).
@@ -174,7 +175,7 @@ vm_build_initrd() {
 vm_mkfs_dir() {
     local dir=$1 img=$2 size=$3 label=${4:-}
     rm -f "$img"
-    mke2fs -q -F -t ext4 -E root_owner=0:0 ${label:+-L "$label"} -d "$dir" "$img" "$size" ||
+    mke2fs -q -F -t ext4 -E root_owner=0:0 ${label:+-L "$label"} -d "$dir" "$img" "$size" >/dev/null ||
         vm_die "mke2fs -d $dir $img failed"
 }
 

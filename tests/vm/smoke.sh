@@ -29,7 +29,6 @@ vm_time_start assemble
 root=$VM_WORK/rootfs
 vm_prepare_root "$flavour" "$root"
 vm_time_start initrd
-vm_build_initrd "$root" "$VM_WORK/initrd-stock.img"   # for the provisioning boot
 vm_install_standin_step "$root" "$VM_LIB_DIR/standin-unlock.sh"
 vm_build_initrd "$root" "$VM_WORK/initrd.img"
 vm_time_end initrd
@@ -42,7 +41,7 @@ vm_log "initrd $(du -h "$VM_WORK/initrd.img" | cut -f1), root.img $(du -h "$VM_W
 openssl rand -base64 24 | tr -d '\n' >"$VM_WORK/key"
 echo "smoke $(date -u +%FT%TZ) $RANDOM" >"$VM_WORK/marker"
 vm_blank_disk "$VM_WORK/data.img" 256M
-vm_provision "$img/vmlinuz" "$VM_WORK/initrd-stock.img" "$VM_WORK/root.img" "$VM_WORK/data.img" \
+vm_provision "$img/vmlinuz" "$img/initrd-stock.img" "$VM_WORK/root.img" "$VM_WORK/data.img" \
     "$VM_WORK/key" "$VM_WORK/marker"
 
 # The metadata stand-in: instance id at the Exoscale path, and the key where the stand-in looks.
