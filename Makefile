@@ -1,11 +1,17 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what they need.
-.PHONY: demo test build setup clean
+.PHONY: demo demo-host test test-quick build setup install uninstall clean
 
-demo:
+demo:            ## one real boot of a Debian guest unlocked by vault-luks (QEMU, a few minutes)
+	tests/vm/demo.sh
+
+demo-host:       ## the unlock on this host, no VM (seconds)
 	scripts/demo-host.sh
 
-test:
+test:            ## everything, VM boots included (what CI runs)
 	scripts/test.sh
+
+test-quick:      ## everything but the VM boots
+	VAULT_LUKS_SKIP_VM=1 scripts/test.sh
 
 build:
 	scripts/setup.sh
@@ -13,6 +19,12 @@ build:
 
 setup:
 	scripts/setup.sh
+
+install:         ## on the machine to protect: binary, hooks/module, shutdown unit, initramfs
+	scripts/install.sh
+
+uninstall:
+	scripts/install.sh --uninstall
 
 clean:
 	cargo clean
