@@ -35,6 +35,13 @@ pub fn close(config: &Config, names: &[String], force: bool) -> Result<()> {
                 };
                 match cs.exec(args, Input::Nothing, None, CLOSE_TIMEOUT) {
                     Ok(_) => crate::log::info(format_args!("{}: closed", v.name)),
+                    // Someone else (blkdeactivate at shutdown, an operator) closed it meanwhile.
+                    Err(_) if cs.is_active(&v.name, CLOSE_TIMEOUT) == Ok(false) => {
+                        crate::log::info(format_args!(
+                            "{}: closed meanwhile by another process, nothing to do",
+                            v.name
+                        ))
+                    }
                     Err(e) => {
                         crate::log::error(format_args!(
                             "{}: cryptsetup close: {}",

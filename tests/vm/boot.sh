@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# boot.sh FLAVOUR — the real thing, for one flavour (initramfs-tools or dracut):
+#   host: a real OpenBao (transit set up the article's way) behind the Exoscale stand-ins;
+#   guest root: vault-luks installed by scripts/install.sh (its hooks or dracut module, the
+#     shutdown unit), the article's /etc/luks.passphrase (transit ciphertext), the fstab line
+#     `/dev/mapper/luks /luks ext4 defaults 0 2`; the initramfs built in a host chroot;
+#   provisioning boot: vg.flex/lv.luks, LUKS2 argon2id keyed with the transit plaintext, ext4;
+#   two full systemd boots: each time vault-luks unlocks in the initramfs (metadata at
+#     169.254.169.254, login and decrypt at the host's OpenBao), /luks is mounted from
+#     /dev/mapper/luks before local-fs.target, the data of the boot before is there, and at
+#     shutdown the mount goes, then vault-luks-close@luks closes the mapping.
+# Also: no key and no token in the initramfs; its config is root-only.
+# VM_BOOTS=1 boots once instead of twice; VM_SHOW_CONSOLE=1 shows the guest's console as it
+# goes (the demo does both).
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+if [ $# != 1 ] || ! [[ $1 =~ ^(initramfs-tools|dracut)$ ]]; then
+    echo "usage: $0 initramfs-tools|dracut" >&2
+    exit 2
+fi
+flavour=$1
+repo=$(cd "$VM_LIB_DIR/../.." && pwd)
+vm_init
+vm_time_start "boot-test:$flavour"
+bin=$repo/$("$repo/scripts/build.sh")
+
+vm_ensure_image "$flavour"
+img=$(vm_image_dir "$flavour")
+
+# --- host: OpenBao and the stand-ins (loopback only) ---------------------------------------------
+bao_port=$(vm_free_port)
+export BAO_ADDR=http://127.0.0.1:$bao_port BAO_TOKEN=root
+bao server -dev -dev-root-token-id=root -dev-no-store-token -dev-listen-address="127.0.0.1:$bao_port" \
+    >"$VM_WORK/bao.log" 2>&1 &
+bao_pid=$!
+vm_on_exit "kill $bao_pid 2>/dev/null; wait $bao_pid 2>/dev/null"
+for _ in $(seq 100); do bao status >/dev/null 2>&1 && break; sleep 0.2; done
+bao status >/dev/null || vm_die "OpenBao did not start"
+bao secrets enable transit >/dev/null
+bao write -f transit/keys/luks >/dev/null
+bao policy write transit-luks - >/dev/null <<'HCL'
+path "transit/encrypt/luks" { capabilities = ["update"] }
+path "transit/decrypt/luks" { capabilities = ["update"] }
+HCL
+instance_id=$(cat /proc/sys/kernel/random/uuid)
+"$repo/tests/standins/exoscale_standin.py" --upstream "$BAO_ADDR" --role storage=transit-luks \
+    --instance-id "$instance_id" >"$VM_WORK/ports" 2>"$VM_WORK/standin.log" &
+standin_pid=$!
+vm_on_exit "kill $standin_pid 2>/dev/null; wait $standin_pid 2>/dev/null"
+for _ in $(seq 100); do [ -s "$VM_WORK/ports" ] && break; sleep 0.1; done
+VM_META_PORT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata_port"])' <"$VM_WORK/ports")
+vault_port=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["vault_port"])' <"$VM_WORK/ports")
+export VM_META_PORT
+
+# --- the article's key: random passphrase wrapped by transit; the guest only gets the ciphertext --
+bao write -field=ciphertext transit/encrypt/luks plaintext="$(openssl rand -base64 24)" >"$VM_WORK/luks.passphrase"
+bao write -field=plaintext transit/decrypt/luks ciphertext="$(cat "$VM_WORK/luks.passphrase")" >"$VM_WORK/key"
+[ "$(wc -c <"$VM_WORK/key")" = 32 ] || vm_die "the transit plaintext is not the article's 32-character key"
+echo "boot-test $(date -u +%FT%TZ) $RANDOM" >"$VM_WORK/marker"
+
+# --- guest root: vault-luks installed the documented way ------------------------------------------
+vm_time_start assemble
+root=$VM_WORK/rootfs
+vm_prepare_root "$flavour" "$root"
+install -m 0600 "$VM_WORK/luks.passphrase" "$root/etc/luks.passphrase"
+install -d -m 0700 "$root/etc/vault-luks"
+cat >"$root/etc/vault-luks/config.json" <<JSON
+{"vault":   {"address": "http://169.254.0.2:$vault_port", "allow_http": true},
+ "auth":    {"method": "exoscale", "role": "storage"},
+ "metadata":{"url": "http://169.254.169.254/1.0/meta-data/"},
+ "timeouts":{"unlock": 120},
+ "volumes": [{"name": "luks", "device": "/dev/mapper/vg.flex-lv.luks",
+              "ciphertext_file": "/etc/luks.passphrase", "transit": {"key": "luks"}}]}
+JSON
+chmod 0600 "$root/etc/vault-luks/config.json"
+DESTDIR=$root "$repo/scripts/install.sh" "$bin" >&2
+mkdir -p "$root/luks"
+echo "/dev/mapper/luks /luks ext4 defaults 0 2" >>"$root/etc/fstab"
+vm_build_initrd "$root" "$VM_WORK/initrd.img"
+
+# --- the image holds no secret ---------------------------------------------------------------------
+unpacked=$root/tmp/initrd-unpacked
+mkdir -p "$unpacked"
+cp "$VM_WORK/initrd.img" "$root/tmp/initrd.img"
+vm_chroot_mount "$root"
+case $flavour in
+    initramfs-tools) vm_chroot "$root" unmkinitramfs /tmp/initrd.img /tmp/initrd-unpacked >/dev/null 2>&1 ;;
+    dracut) vm_chroot "$root" sh -c 'cd /tmp/initrd-unpacked && lsinitrd --unpack /tmp/initrd.img' >/dev/null 2>&1 ;;
+esac
+vm_chroot_umount "$root"
+cfg=$(find "$unpacked" -path '*/etc/vault-luks/config.json' | head -n 1)
+[ -n "$cfg" ] || vm_die "no /etc/vault-luks/config.json in the initramfs"
+[ "$(stat -c %a "$cfg")" = 600 ] || vm_die "the config in the initramfs is mode $(stat -c %a "$cfg"), not 600"
+[ -n "$(find "$unpacked" -name luks.passphrase)" ] || vm_die "the ciphertext is not in the initramfs"
+[ -n "$(find "$unpacked" -name vault-luks -type f)" ] || vm_die "vault-luks is not in the initramfs"
+if grep -r -a -F -q -f "$VM_WORK/key" "$unpacked"; then vm_die "the LUKS key is in the initramfs"; fi
+if grep -r -a -q -E '\b(hvs|s)\.[A-Za-z0-9]{20,}' "$unpacked/etc" 2>/dev/null; then vm_die "a token-like string is in the initramfs /etc"; fi
+vm_log "ok   initramfs: config mode 600, ciphertext and binary in, no key, no token"
+rm -rf -- "$unpacked" "$root/tmp/initrd.img"
+
+vm_mkfs_dir "$root" "$VM_WORK/root.img" 2G vmroot
+rm -rf -- "$root"
+vm_time_end assemble
+
+# --- provisioning boot, the article's way: LVM, LUKS2 argon2id with the transit plaintext, ext4 ----
+vm_blank_disk "$VM_WORK/data.img" 256M
+vm_provision "$img/vmlinuz" "$img/initrd-stock.img" "$VM_WORK/root.img" "$VM_WORK/data.img" \
+    "$VM_WORK/key" "$VM_WORK/marker"
+
+# --- two real boots ---------------------------------------------------------------------------------
+boots=${VM_BOOTS:-2}
+for ((n = 1; n <= boots; n++)); do
+    vm_io_disk "$VM_WORK/io.img" "$VM_LIB_DIR/guest/check-boot.sh" "$VM_WORK/marker"
+    vm_start "boot$n" "$img/vmlinuz" "$VM_WORK/initrd.img" "$VM_APPEND_BASE vmtest.io" \
+        "$VM_WORK/root.img" "$VM_WORK/data.img" "$VM_WORK/io.img"
+    if [ "${VM_SHOW_CONSOLE:-0}" = 1 ]; then
+        tail -n +1 -f "$VM_LOG" &
+        console_pid=$!
+        vm_on_exit "kill $console_pid 2>/dev/null"
+    fi
+    vm_wait_for 'vault-luks\[[0-9]+\]: luks: unlocked as /dev/mapper/luks' 300
+    vm_wait_for 'VMTEST DONE' 300
+    # At shutdown: /luks is unmounted first, then the close unit closes the mapping.
+    vm_wait_for 'vault-luks\[[0-9]+\]: luks: closed[[:space:]]*$' 120
+    vm_wait_exit 120
+    vm_expect luks_source /dev/mapper/luks
+    vm_expect before_local_fs yes
+    vm_expect marker ok
+    vm_expect previous_boots $((n - 1))
+    vm_expect kmsg_unlocked yes
+    vm_expect close_unit active
+    vm_expect config_mode 600
+    grep -a -q "vault login: ok" "$VM_LOG" || vm_die "boot$n: no login line on the console"
+    if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "boot$n: the key appeared on the console"; fi
+    [ -z "${console_pid:-}" ] || kill "$console_pid" 2>/dev/null || true
+    vm_log "ok   boot$n: vault-luks lines in the kernel log: $(vm_result kmsg_lines)"
+done
+[ "$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log")" = "$boots" ] ||
+    vm_die "expected one Exoscale login per boot: $(grep -c login "$VM_WORK/standin.log")"
+vm_log "ok   one login per boot, token revoked: $(grep -c 'revoke-self 204' "$VM_WORK/standin.log")"
+
+vm_time_end "boot-test:$flavour"
+vm_log "PASS boot $flavour: ${VM_TIMES[*]}"
