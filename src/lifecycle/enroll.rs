@@ -233,20 +233,7 @@ fn wrap_and_store(
 
     let version = Header::read(cs, &o.device).map(|h| h.version).unwrap_or(1);
     if version == 2 {
-        let binding = Binding {
-            keyslot,
-            ciphertext: ciphertext.clone(),
-            transit_mount: o.transit.mount.clone(),
-            transit_key: o.transit.key.clone(),
-            vault_address: config
-                .vault
-                .addresses
-                .first()
-                .map(|a| a.url.base())
-                .unwrap_or_default(),
-            auth_method: auth_method_name(config),
-            auth_role: auth_role(config),
-        };
+        let binding = Binding::new(config, &o.transit, keyslot, ciphertext.clone());
         write_binding(cs, &o.device, None, &binding).map_err(|m| {
             Error::failed(
                 Step::Enroll,
@@ -271,23 +258,6 @@ fn wrap_and_store(
         ciphertext_file.display()
     ));
     Ok(())
-}
-
-pub fn auth_method_name(config: &Config) -> String {
-    match &config.auth.method {
-        crate::config::AuthMethod::Exoscale { .. } => "exoscale",
-        crate::config::AuthMethod::AppRole { .. } => "approle",
-        crate::config::AuthMethod::Token { .. } => "token",
-    }
-    .to_string()
-}
-
-pub fn auth_role(config: &Config) -> String {
-    match &config.auth.method {
-        crate::config::AuthMethod::Exoscale { role, .. } => role.clone(),
-        crate::config::AuthMethod::AppRole { role_id, .. } => role_id.clone(),
-        crate::config::AuthMethod::Token { .. } => String::new(),
-    }
 }
 
 /// Appends the volume to the config file, keeping everything else in it as it was.

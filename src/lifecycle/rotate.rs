@@ -98,20 +98,7 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
                 Some((id, b)) => (Some(id), b),
                 None => (
                     None,
-                    Binding {
-                        keyslot: new_slot,
-                        ciphertext: String::new(),
-                        transit_mount: v.transit.mount.clone(),
-                        transit_key: v.transit.key.clone(),
-                        vault_address: config
-                            .vault
-                            .addresses
-                            .first()
-                            .map(|a| a.url.base())
-                            .unwrap_or_default(),
-                        auth_method: super::enroll::auth_method_name(config),
-                        auth_role: super::enroll::auth_role(config),
-                    },
+                    Binding::new(config, &v.transit, new_slot, String::new()),
                 ),
             };
             let binding = Binding {

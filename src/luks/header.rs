@@ -31,6 +31,35 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// The binding of a volume configured in `config`, through `keyslot`, wrapped as `ciphertext`.
+    pub fn new(
+        config: &crate::config::Config,
+        transit: &crate::config::Transit,
+        keyslot: u32,
+        ciphertext: String,
+    ) -> Binding {
+        use crate::config::AuthMethod;
+        let (auth_method, auth_role) = match &config.auth.method {
+            AuthMethod::Exoscale { role, .. } => ("exoscale", role.clone()),
+            AuthMethod::AppRole { role_id, .. } => ("approle", role_id.clone()),
+            AuthMethod::Token { .. } => ("token", String::new()),
+        };
+        Binding {
+            keyslot,
+            ciphertext,
+            transit_mount: transit.mount.clone(),
+            transit_key: transit.key.clone(),
+            vault_address: config
+                .vault
+                .addresses
+                .first()
+                .map(|a| a.url.base())
+                .unwrap_or_default(),
+            auth_method: auth_method.to_string(),
+            auth_role,
+        }
+    }
+
     pub fn to_token(&self) -> Value {
         json!({
             "type": TOKEN_TYPE,

@@ -160,15 +160,7 @@ impl Vault {
                     }
                     Err(e) => {
                         let retryable = e.retryable();
-                        let failure = Box::new(VaultFailure {
-                            address: ep.shown.clone(),
-                            status: None,
-                            errors: Vec::new(),
-                            transport: Some(e),
-                            gave_up_after: None,
-                            body: None,
-                            redirect: None,
-                        });
+                        let failure = transport_failure(&ep.shown, e);
                         if retryable {
                             self.next_endpoint();
                             Err(Attempt::Retry {
@@ -198,20 +190,24 @@ impl Vault {
     }
 
     fn failure_without_status(&self, e: HttpError) -> Box<VaultFailure> {
-        Box::new(VaultFailure {
-            address: self.endpoints[self.current.get()].shown.clone(),
-            status: None,
-            errors: Vec::new(),
-            transport: Some(e),
-            gave_up_after: None,
-            body: None,
-            redirect: None,
-        })
+        transport_failure(&self.endpoints[self.current.get()].shown, e)
     }
 
     pub fn addresses(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.shown.as_str()).collect()
     }
+}
+
+fn transport_failure(address: &str, e: HttpError) -> Box<VaultFailure> {
+    Box::new(VaultFailure {
+        address: address.to_string(),
+        status: None,
+        errors: Vec::new(),
+        transport: Some(e),
+        gave_up_after: None,
+        body: None,
+        redirect: None,
+    })
 }
 
 fn failure_from_reply(address: &str, reply: Reply) -> VaultFailure {
