@@ -18,21 +18,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export BAO_ADDR=http://127.0.0.1:$port BAO_TOKEN=root
-echo "demo: starting OpenBao on $BAO_ADDR"
-bao server -dev -dev-root-token-id=root -dev-no-store-token -dev-listen-address="127.0.0.1:$port" >"$work/bao.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do bao status >/dev/null 2>&1 && break; sleep 0.1; done
-bao status >/dev/null
-
-echo "demo: transit the article's way: transit/keys/luks, policy transit-luks"
-bao secrets enable transit >/dev/null
-bao write -f transit/keys/luks >/dev/null
-bao policy write transit-luks - >/dev/null <<'HCL'
-path "transit/encrypt/luks" { capabilities = ["update"] }
-path "transit/decrypt/luks" { capabilities = ["update"] }
-HCL
+echo "demo: starting OpenBao, transit the article's way: transit/keys/luks, policy transit-luks"
+eval "$(tests/fixtures/openbao-dev.sh "$work/bao.log")"
+pids+=("$BAO_PID")
 
 echo "demo: Exoscale metadata and auth-plugin stand-ins (role storage -> transit-luks)"
 tests/standins/exoscale_standin.py --upstream "$BAO_ADDR" --role storage=transit-luks >"$work/ports" 2>"$work/standin.log" &

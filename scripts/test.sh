@@ -9,7 +9,7 @@ scripts/setup.sh
 echo "== lint"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-mapfile -t scripts < <(git ls-files '*.sh' '.ci/run' 'tests/fixtures/*' 'dracut/*' 'initramfs-tools/*' | while read -r f; do
+mapfile -t scripts < <(git ls-files '*.sh' '.ci/run' 'tests/fixtures/*' 'tests/vm/guest/*' 'dracut/*' 'initramfs-tools/*' | while read -r f; do
 	head -c 32 "$f" | grep -q '^#!.*\(ba\)\?sh' && echo "$f"
 done)
 shellcheck -x "${scripts[@]}"

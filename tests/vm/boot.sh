@@ -30,20 +30,8 @@ vm_ensure_image "$flavour"
 img=$(vm_image_dir "$flavour")
 
 # --- host: OpenBao and the stand-ins (loopback only) ---------------------------------------------
-bao_port=$(vm_free_port)
-export BAO_ADDR=http://127.0.0.1:$bao_port BAO_TOKEN=root
-bao server -dev -dev-root-token-id=root -dev-no-store-token -dev-listen-address="127.0.0.1:$bao_port" \
-    >"$VM_WORK/bao.log" 2>&1 &
-bao_pid=$!
-vm_on_exit "kill $bao_pid 2>/dev/null; wait $bao_pid 2>/dev/null"
-for _ in $(seq 100); do bao status >/dev/null 2>&1 && break; sleep 0.2; done
-bao status >/dev/null || vm_die "OpenBao did not start"
-bao secrets enable transit >/dev/null
-bao write -f transit/keys/luks >/dev/null
-bao policy write transit-luks - >/dev/null <<'HCL'
-path "transit/encrypt/luks" { capabilities = ["update"] }
-path "transit/decrypt/luks" { capabilities = ["update"] }
-HCL
+eval "$("$repo/tests/fixtures/openbao-dev.sh" "$VM_WORK/bao.log")"
+vm_on_exit "kill $BAO_PID 2>/dev/null"
 instance_id=$(cat /proc/sys/kernel/random/uuid)
 "$repo/tests/standins/exoscale_standin.py" --upstream "$BAO_ADDR" --role storage=transit-luks \
     --instance-id "$instance_id" >"$VM_WORK/ports" 2>"$VM_WORK/standin.log" &
