@@ -375,3 +375,41 @@ fn status_shows_the_binding_and_checks_vault_without_opening() {
         run.stdout
     );
 }
+
+/// LUKS1 volumes keep working: unlock with the article's ciphertext file, and enroll adds a
+/// keyslot (LUKS1 has no tokens: the file is the only binding).
+#[test]
+fn luks1_volumes_unlock_and_enroll_without_a_token() {
+    let standin = Standin::start(&[]);
+    let (sb, config, image) = fresh("luks1", &standin);
+    let key = bao().decrypt(
+        "luks",
+        &bao().encrypt("luks", "bHVrczEta2V5LW9mLTI0LWJ5dGVzLWxvbmch", None),
+    );
+    let mut child = Command::new("cryptsetup")
+        .args([
+            "luksFormat",
+            "--batch-mode",
+            "--type",
+            "luks1",
+            "--pbkdf-force-iterations",
+            "1000",
+        ])
+        .arg(&image)
+        .arg("--key-file=-")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), key.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let old = sb.write("old", &key);
+    enroll(&sb, &config, &image, &["--key-file", old.to_str().unwrap()])
+        .assert_code(0)
+        .assert_stderr("keyslot 1 opens");
+    assert!(opens(&image, &bao().decrypt("luks", &ciphertext(&sb))));
+    sb.run(&config, &["unlock"]).assert_code(0);
+    let run = sb.run(&config, &["status", "--json"]);
+    let s: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(s["volumes"][0]["luks_version"], 1);
+    assert_eq!(s["volumes"][0]["vault_token"], Value::Null);
+}
