@@ -71,8 +71,14 @@ fn run(args: &[String]) -> Result<()> {
     if overrides.debug {
         log::set_debug(true);
     }
-    let quiet_warnings = matches!(cli.command, Command::Check { files_only: true });
-    if !quiet_warnings {
+    // Warnings matter where Vault is contacted, and in `check`; not at every `close` at shutdown,
+    // nor in `check --files`, whose output scripts read.
+    let talks_to_vault = match &cli.command {
+        Command::Close { .. } | Command::Check { files_only: true } => false,
+        Command::Status { check_vault, .. } => *check_vault,
+        _ => true,
+    };
+    if talks_to_vault {
         for w in &config.warnings {
             log::warn(format_args!("{w}"));
         }

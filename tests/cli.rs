@@ -190,7 +190,9 @@ fn close_closes_reports_busy_and_accepts_already_closed() {
     // Closed by someone else between our status and our close: that is closed, not a failure.
     sb.mark_open("luks", &vol.image);
     std::fs::write(sb.state.join("vanish-luks"), "").unwrap();
-    sb.run(&path, &["close", "luks"]).assert_code(0).assert_stderr("luks: closed meanwhile by another process");
+    sb.run(&path, &["close", "luks"])
+        .assert_code(0)
+        .assert_stderr("luks: closed meanwhile by another process");
 }
 
 #[test]

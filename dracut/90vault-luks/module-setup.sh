@@ -3,16 +3,22 @@
 # dracut module: vault-luks, its configuration and every file the configuration names, with
 # cryptsetup and dm-crypt. One module for both kinds of initrd: in a systemd initrd a unit
 # ordered after network-online.target and before cryptsetup.target; in a plain dracut initrd a
-# pre-mount hook (the initqueue has brought the network up and activated LVM by then).
+# pre-mount hook; both run vault-luks-initrd (LVM activation, then unlock).
 # Networking comes from dracut's network module (rd.neednet=1 ip=dhcp in the image's cmdline.d).
 
 vault_luks_config() {
     echo "${VAULT_LUKS_CONFIG:-/etc/vault-luks/config.json}"
 }
 
+# scripts/install.sh puts it in /usr/local/sbin, which dracut's PATH may not have.
+vault_luks_bin() {
+    command -v vault-luks || echo /usr/local/sbin/vault-luks
+}
+
 # Included whenever vault-luks is configured; 255 ("only when asked") otherwise.
 check() {
-    require_binaries vault-luks cryptsetup || return 1
+    [[ -x "$(vault_luks_bin)" ]] || return 1
+    require_binaries cryptsetup || return 1
     [[ -e "$(vault_luks_config)" ]] && return 0
     return 255
 }
@@ -29,13 +35,15 @@ installkernel() {
 install() {
     local config bin f
     config=$(vault_luks_config)
-    bin=$(command -v vault-luks)
+    bin=$(vault_luks_bin)
     if ! "$bin" --no-cmdline check --config "$config" >/dev/null; then
         dfatal "vault-luks: $config is invalid (see above)"
         return 1
     fi
     inst_binary "$bin" /usr/sbin/vault-luks
+    inst_script "$moddir/vault-luks-initrd.sh" /usr/sbin/vault-luks-initrd
     inst_multiple cryptsetup
+    inst_multiple -o lvm
     inst_simple "$config" /etc/vault-luks/config.json
     chmod 0600 "${initdir}/etc/vault-luks/config.json"
     while read -r f; do
@@ -55,8 +63,13 @@ install() {
         inst_hook pre-mount 50 "$moddir/vault-luks-pre-mount.sh"
     fi
 
-    # Until vault-luks raises the network itself, ask dracut's network module for DHCP.
+    # Until vault-luks raises the network itself, ask dracut's network module for DHCP: on the
+    # image's command line (network-legacy, NetworkManager) and as a .network file (the
+    # systemd-networkd handler reads ip= only from the kernel's command line).
     mkdir -p "${initdir}/etc/cmdline.d"
     echo "rd.neednet=1 ip=dhcp" >"${initdir}/etc/cmdline.d/90vault-luks.conf"
+    if dracut_module_included systemd-networkd; then
+        inst_simple "$moddir/90-vault-luks.network" /etc/systemd/network/90-vault-luks.network
+    fi
     dracut_need_initqueue
 }
