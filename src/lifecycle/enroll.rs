@@ -317,13 +317,18 @@ fn recovery_passphrase() -> Result<Secret> {
     Ok(Secret::new(out))
 }
 
-/// A file-system or RAID signature on the device, by blkid if it is there.
+/// A file-system or RAID signature on the device, by blkid if it is there (bounded: a sick
+/// device must not hang enroll).
 fn signature(device: &Path) -> Option<String> {
-    let out = std::process::Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "TYPE"])
-        .arg(device)
-        .output()
-        .ok()?;
+    let mut cmd = std::process::Command::new("blkid");
+    cmd.args(["-p", "-o", "value", "-s", "TYPE"]).arg(device);
+    let out = crate::luks::cryptsetup::run(
+        cmd,
+        Input::Nothing,
+        None,
+        std::time::Duration::from_secs(30),
+    )
+    .ok()?;
     let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
     (out.status.success() && !t.is_empty()).then_some(t)
 }
