@@ -23,7 +23,7 @@ use std::path::PathBuf;
 pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
     let v = select(config, &[name.to_string()])?[0];
     let fail =
-        |detail: String, hint: &str| Error::failed(Step::Enroll, detail, hint).for_volume(name);
+        |detail: String, hint: &str| Error::failed(Step::Rotate, detail, hint).for_volume(name);
     let header = Header::read(cs, &v.device)
         .map_err(|m| fail(m, "is the device there and a LUKS volume?"))?;
     let old_ciphertext = read_ciphertext(Some(cs), v)?;
