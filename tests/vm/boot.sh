@@ -47,6 +47,8 @@ bao write -field=ciphertext transit/encrypt/luks plaintext="$(openssl rand -base
 bao write -field=plaintext transit/decrypt/luks ciphertext="$(cat "$VM_WORK/luks.passphrase")" >"$VM_WORK/key"
 [ "$(wc -c <"$VM_WORK/key")" = 32 ] || vm_die "the transit plaintext is not the article's 32-character key"
 echo "boot-test $(date -u +%FT%TZ) $RANDOM" >"$VM_WORK/marker"
+# From here on nothing needs the root token: keep it (and the address) out of the guest's build.
+unset BAO_ADDR BAO_TOKEN
 
 # --- guest root: vault-luks installed the documented way ------------------------------------------
 vm_time_start assemble

@@ -1,0 +1,8 @@
+#!/bin/sh
+# vault-luks in a dracut initrd (unit or pre-mount hook): activate LVM so the LV exists (dracut
+# activates only the LVs named by rd.lvm.lv=, and naming one makes every boot wait for it), then
+# unlock. Exits with vault-luks's status; the boot goes on either way.
+if command -v lvm >/dev/null 2>&1; then
+    lvm vgchange -aay --sysinit >/dev/null 2>&1
+fi
+exec /usr/sbin/vault-luks --log kmsg unlock
