@@ -50,9 +50,10 @@ pub fn login(
 ) -> Result<Token> {
     if let Some(var) = auth.token_env {
         // Read only now, straight into a Secret; it stays out of the environment of children.
-        let value = std::env::var(var).unwrap_or_default();
+        // The copy std::env::var makes is zeroized too; only the trimmed bytes are kept.
+        let value = Zeroizing::new(std::env::var(var).unwrap_or_default());
         return Ok(Token {
-            secret: Secret::from_string(value.trim().to_string()),
+            secret: Secret::new(value.trim().as_bytes().to_vec()),
             revoke: false,
             source: format!("the token in {var}"),
         });
