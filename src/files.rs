@@ -5,11 +5,22 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = match path.parent() {
+/// The directory holding `path` ("." for a bare file name, whose parent is "").
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
-    };
+    }
+}
+
+/// Rename `from` over `to` and make the rename itself durable (fsync the directory).
+pub fn rename_durably(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)?;
+    std::fs::File::open(dir_of(to))?.sync_all()
+}
+
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = dir_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -23,8 +34,7 @@ pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> std::io::Res
             .open(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        rename_durably(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -51,6 +61,15 @@ mod tests {
         );
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bare_file_name_renames_in_the_current_directory() {
+        assert_eq!(dir_of(Path::new("luks.passphrase")), PathBuf::from("."));
+        assert_eq!(
+            dir_of(Path::new("/etc/luks.passphrase")),
+            PathBuf::from("/etc")
+        );
     }
 
     #[test]

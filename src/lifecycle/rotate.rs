@@ -79,17 +79,12 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
         step_done("rotate-keyslot-added");
 
         if let (Some(staged), Some(file)) = (&staged, &v.ciphertext_file) {
-            std::fs::rename(staged, file)
-                .and_then(|_| {
-                    std::fs::File::open(file.parent().unwrap_or(std::path::Path::new(".")))
-                        .and_then(|d| d.sync_all())
-                })
-                .map_err(|e| {
-                    fail(
-                        format!("cannot replace {}: {e}", file.display()),
-                        "the old key still opens the volume; run rotate again",
-                    )
-                })?;
+            crate::files::rename_durably(staged, file).map_err(|e| {
+                fail(
+                    format!("cannot replace {}: {e}", file.display()),
+                    "the old key still opens the volume; run rotate again",
+                )
+            })?;
         }
         step_done("rotate-file-switched");
 
