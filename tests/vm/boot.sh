@@ -180,7 +180,7 @@ for ((n = 1; n <= boots; n++)); do
         vm_expect status_volumes luks,data2,
         vm_expect install ok
         # install.sh's initramfs rebuild, replayed in a chroot of the guest's root (see lifecycle.sh).
-        rebuild=$(vm_result rebuild)
+        rebuild=$(vm_disk_cat "$VM_WORK/io.img" /rebuild)
         case $flavour:$rebuild in
             "initramfs-tools:update-initramfs -u -k all" | "dracut:dracut --force --regenerate-all") ;;
             *) vm_die "boot$n: install.sh asked for '$rebuild' to rebuild the initramfs" ;;

@@ -113,4 +113,4 @@ else
     say install=failed
 fi
 rm -f /usr/local/sbin/update-initramfs /usr/local/sbin/dracut
-say "rebuild=$(cat rebuild 2>/dev/null)"
+echo "install.sh asked for: $(cat rebuild 2>/dev/null)"
