@@ -44,6 +44,7 @@ pub enum Step {
     Cryptsetup,
     Close,
     Unlock,
+    Network,
 }
 
 impl Step {
@@ -60,6 +61,7 @@ impl Step {
             Step::Cryptsetup => "cryptsetup",
             Step::Close => "close",
             Step::Unlock => "unlock",
+            Step::Network => "network",
         }
     }
 }

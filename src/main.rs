@@ -12,6 +12,7 @@ mod lifecycle;
 mod log;
 mod luks;
 mod metadata;
+mod net;
 mod retry;
 mod secret;
 mod status;
@@ -165,6 +166,17 @@ fn run(args: &[String]) -> Result<()> {
             print!("{}", check::render(&config));
             Ok(())
         }
+        Command::NetCheck {
+            timeout,
+            resolve,
+            exec,
+        } => net::check(
+            &config,
+            &read_cmdline(),
+            timeout.unwrap_or(config.timeouts.unlock),
+            resolve.as_deref(),
+            exec.as_deref(),
+        ),
         Command::Help | Command::Version => unreachable!("handled above"),
     }
 }

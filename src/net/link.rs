@@ -1,0 +1,115 @@
+//! Network interfaces: what there is (read from /sys/class/net), which one to use, raising it
+//! and waiting, bounded, for a carrier.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SYS_NET: &str = "/sys/class/net";
+const IFF_UP: u32 = 0x1;
+const ARPHRD_ETHER: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub index: u32,
+    pub mac: [u8; 6],
+    pub up: bool,
+}
+
+fn read(name: &str, file: &str) -> Option<String> {
+    std::fs::read_to_string(Path::new(SYS_NET).join(name).join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<u8> = s
+        .split([':', '-'])
+        .map(|p| u8::from_str_radix(p, 16).ok())
+        .collect::<Option<_>>()?;
+    parts.try_into().ok()
+}
+
+pub fn format_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// One interface by name, any type (loopback included).
+pub fn get(name: &str) -> Option<Link> {
+    let index = read(name, "ifindex")?.parse().ok()?;
+    let flags = u32::from_str_radix(read(name, "flags")?.trim_start_matches("0x"), 16).ok()?;
+    Some(Link {
+        name: name.to_string(),
+        index,
+        mac: read(name, "address")
+            .and_then(|a| parse_mac(&a))
+            .unwrap_or_default(),
+        up: flags & IFF_UP != 0,
+    })
+}
+
+/// The Ethernet interfaces (virtual NICs included), by interface index.
+pub fn ethernet() -> Vec<Link> {
+    let mut links: Vec<Link> = std::fs::read_dir(SYS_NET)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "lo")
+        .filter(|n| read(n, "type").and_then(|t| t.parse().ok()) == Some(ARPHRD_ETHER))
+        .filter_map(|n| get(&n))
+        .collect();
+    links.sort_by_key(|l| l.index);
+    links
+}
+
+/// Carrier of a link that is up (the kernel refuses to say for one that is down).
+pub fn has_carrier(name: &str) -> bool {
+    read(name, "carrier").as_deref() == Some("1")
+}
+
+/// The first of `candidates` to show a carrier before `until`, polled every 50 ms.
+pub fn wait_for_carrier(candidates: &[Link], until: Instant) -> Option<&Link> {
+    loop {
+        if let Some(l) = candidates.iter().find(|l| has_carrier(&l.name)) {
+            return Some(l);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_in_both_spellings() {
+        assert_eq!(
+            parse_mac("52:54:00:12:34:56"),
+            Some([0x52, 0x54, 0, 0x12, 0x34, 0x56])
+        );
+        assert_eq!(
+            parse_mac("52-54-00-12-34-5A"),
+            Some([0x52, 0x54, 0, 0x12, 0x34, 0x5a])
+        );
+        assert_eq!(parse_mac("52:54:00:12:34"), None);
+        assert_eq!(parse_mac("zz:54:00:12:34:56"), None);
+        assert_eq!(
+            format_mac(&[0x52, 0x54, 0, 0x12, 0x34, 0x5a]),
+            "52:54:00:12:34:5a"
+        );
+    }
+
+    #[test]
+    fn loopback_is_there_and_not_ethernet() {
+        let lo = get("lo").expect("every Linux has lo");
+        assert!(lo.index > 0);
+        assert!(ethernet().iter().all(|l| l.name != "lo"));
+    }
+}
