@@ -257,6 +257,8 @@ fn client_socket(interface: &str) -> io::Result<UdpSocket> {
 /// Runs the exchange on `interface` until a lease or the deadline. Each attempt is a DISCOVER
 /// then a REQUEST for the first OFFER; the wait for each answer starts at 1 s and doubles up
 /// to 8 s (RFC 2131 4.1 suggests 4 s doubling; an initramfs wants the first retry sooner).
+/// One transaction id for the whole exchange: an OFFER that comes late (dnsmasq pings the
+/// address before offering it) still counts during the next attempt's wait.
 pub fn obtain(
     interface: &str,
     mac: [u8; 6],
@@ -269,12 +271,12 @@ pub fn obtain(
     let mut wait = Duration::from_secs(1);
     let mut attempt = 0;
     let mut xid_bytes = [0u8; 4];
+    let _ = getrandom::getrandom(&mut xid_bytes);
+    let xid = u32::from_ne_bytes(xid_bytes) ^ std::process::id();
     let broadcast = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
     while Instant::now() < deadline {
         attempt += 1;
         progress(attempt);
-        let _ = getrandom::getrandom(&mut xid_bytes);
-        let xid = u32::from_ne_bytes(xid_bytes) ^ attempt;
         let secs = start.elapsed().as_secs().min(u16::MAX as u64) as u16;
         let until = (Instant::now() + wait).min(deadline);
         wait = (wait * 2).min(Duration::from_secs(8));

@@ -23,7 +23,7 @@ mod route;
 use crate::config::{AuthMethod, Config, StaticAddress};
 use crate::error::{Error, Result, Step};
 use crate::log;
-use netlink::{Netlink, Outcome, Route};
+use netlink::{Address, Netlink, Outcome, Route};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ const BEYOND_THE_LINK: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 #[derive(Debug, Default)]
 struct Changes {
     links_up: Vec<(u32, String)>,
-    addresses: Vec<(u32, Ipv4Addr, u8)>,
+    addresses: Vec<Address>,
     routes: Vec<Route>,
     resolv_conf: Option<(PathBuf, Vec<Ipv4Addr>)>,
 }
@@ -156,6 +156,20 @@ fn configure(
     let hint_root = "vault-luks needs CAP_NET_ADMIN (run it as root)";
 
     if let Some(lo) = link::get("lo").filter(|l| !l.up) {
+        // Raising lo makes the kernel give it 127.0.0.1/8 if it has no address, and that
+        // would stay after lo goes down again: add it ourselves, so that it is recorded.
+        let a = Address {
+            ifindex: lo.index,
+            ip: Ipv4Addr::LOCALHOST,
+            prefix: 8,
+            loopback: true,
+        };
+        let added = nl
+            .add_address(&a)
+            .map_err(|e| fail(format!("cannot configure lo: {e}"), hint_root))?;
+        if added == Outcome::Done {
+            changes.addresses.push(a);
+        }
         raise(&mut nl, &lo, changes)
             .map_err(|e| fail(format!("cannot raise lo: {e}"), hint_root))?;
     }
@@ -275,8 +289,14 @@ fn configure(
         }
     };
     let what = format!("{}/{} on {}", a.address, a.prefix, iface.name);
-    match nl.add_address(iface.index, a.address, a.prefix) {
-        Ok(Outcome::Done) => changes.addresses.push((iface.index, a.address, a.prefix)),
+    let address = Address {
+        ifindex: iface.index,
+        ip: a.address,
+        prefix: a.prefix,
+        loopback: false,
+    };
+    match nl.add_address(&address) {
+        Ok(Outcome::Done) => changes.addresses.push(address),
         Ok(Outcome::AlreadyThere) => {
             log::info(format_args!("network: {what} was already there; kept"))
         }
@@ -402,8 +422,9 @@ fn undo(changes: &mut Changes) {
             ));
         }
     }
-    while let Some((index, addr, prefix)) = changes.addresses.pop() {
-        if let Err(e) = nl.del_address(index, addr, prefix) {
+    while let Some(a) = changes.addresses.pop() {
+        let (addr, prefix) = (a.ip, a.prefix);
+        if let Err(e) = nl.del_address(&a) {
             log::warn(format_args!(
                 "network: cannot remove address {addr}/{prefix}: {e}"
             ));
@@ -429,7 +450,7 @@ impl Network {
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
             "added": {
                 "links_up": c.links_up.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
-                "addresses": c.addresses.iter().map(|(_, a, p)| format!("{a}/{p}")).collect::<Vec<_>>(),
+                "addresses": c.addresses.iter().map(|a| format!("{}/{}", a.ip, a.prefix)).collect::<Vec<_>>(),
                 "routes": c.routes.iter().map(|r| format!("{}/{}", r.dst, r.prefix)).collect::<Vec<_>>(),
                 "resolv_conf": c.resolv_conf.as_ref().map(|(p, _)| p.display().to_string()),
             }
@@ -492,15 +513,24 @@ pub fn check(
         }
     }
     if let Some(cmd) = exec {
+        // The bounded runner cryptsetup uses (one spawn path in the binary, not two); the
+        // command's output is passed on once it is done.
+        use crate::luks::cryptsetup::{run, Input};
         use std::io::Write;
-        let _ = std::io::stdout().flush();
-        match std::process::Command::new("/bin/sh")
-            .args(["-c", cmd])
-            .status()
-        {
-            Ok(s) if s.success() => {}
-            Ok(s) => result = result.and(Err(fail(format!("`{cmd}` failed: {s}"), ""))),
-            Err(e) => result = result.and(Err(fail(format!("cannot run `{cmd}`: {e}"), ""))),
+        let mut c = std::process::Command::new("/bin/sh");
+        c.args(["-c", cmd]);
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(10));
+        match run(c, Input::Nothing, None, left) {
+            Ok(out) => {
+                let _ = std::io::stdout().write_all(&out.stdout);
+                let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+                if !out.status.success() {
+                    result = result.and(Err(fail(format!("`{cmd}` failed: {}", out.status), "")));
+                }
+            }
+            Err(e) => result = result.and(Err(fail(format!("`{cmd}`: {e:?}"), ""))),
         }
     }
     drop(net);

@@ -32,8 +32,9 @@ const RTA_GATEWAY: u16 = 5;
 const RT_TABLE_MAIN: u8 = 254;
 /// Routes we add are marked "boot" (what the kernel's own ip= autoconfiguration uses).
 const RTPROT_BOOT: u8 = 3;
-pub const RT_SCOPE_UNIVERSE: u8 = 0;
-pub const RT_SCOPE_LINK: u8 = 253;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
+const RT_SCOPE_HOST: u8 = 254;
 const RTN_UNICAST: u8 = 1;
 
 /// An IPv4 route in the main table: `dst/prefix [via gateway] dev ifindex`.
@@ -43,6 +44,16 @@ pub struct Route {
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
     pub ifindex: u32,
+}
+
+/// An IPv4 address on an interface. A loopback address has host scope and no broadcast, as
+/// the kernel's own 127.0.0.1/8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub ifindex: u32,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub loopback: bool,
 }
 
 pub struct Netlink {
@@ -95,16 +106,12 @@ impl Netlink {
         self.request(RTM_NEWLINK, 0, &link_body(ifindex, up))
     }
 
-    pub fn add_address(&mut self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<Outcome> {
-        self.request(
-            RTM_NEWADDR,
-            NLM_F_CREATE | NLM_F_EXCL,
-            &address_body(ifindex, addr, prefix),
-        )
+    pub fn add_address(&mut self, a: &Address) -> io::Result<Outcome> {
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &address_body(a))
     }
 
-    pub fn del_address(&mut self, ifindex: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<Outcome> {
-        self.request(RTM_DELADDR, 0, &address_body(ifindex, addr, prefix))
+    pub fn del_address(&mut self, a: &Address) -> io::Result<Outcome> {
+        self.request(RTM_DELADDR, 0, &address_body(a))
     }
 
     pub fn add_route(&mut self, r: &Route) -> io::Result<Outcome> {
@@ -190,17 +197,22 @@ fn link_body(ifindex: u32, up: bool) -> Vec<u8> {
 
 /// struct ifaddrmsg (family, prefixlen, flags, scope, index) + IFA_LOCAL, IFA_ADDRESS,
 /// IFA_BROADCAST, as `ip addr add A/P brd + dev D` sends them.
-fn address_body(ifindex: u32, addr: Ipv4Addr, prefix: u8) -> Vec<u8> {
-    let mut b = vec![libc::AF_INET as u8, prefix, 0, RT_SCOPE_UNIVERSE];
-    b.extend_from_slice(&ifindex.to_ne_bytes());
-    attr(&mut b, IFA_LOCAL, &addr.octets());
-    attr(&mut b, IFA_ADDRESS, &addr.octets());
-    if prefix < 31 {
-        let host = u32::MAX >> prefix;
+fn address_body(a: &Address) -> Vec<u8> {
+    let scope = if a.loopback {
+        RT_SCOPE_HOST
+    } else {
+        RT_SCOPE_UNIVERSE
+    };
+    let mut b = vec![libc::AF_INET as u8, a.prefix, 0, scope];
+    b.extend_from_slice(&a.ifindex.to_ne_bytes());
+    attr(&mut b, IFA_LOCAL, &a.ip.octets());
+    attr(&mut b, IFA_ADDRESS, &a.ip.octets());
+    if a.prefix < 31 && !a.loopback {
+        let host = u32::MAX >> a.prefix;
         attr(
             &mut b,
             IFA_BROADCAST,
-            &Ipv4Addr::from(u32::from(addr) | host).octets(),
+            &Ipv4Addr::from(u32::from(a.ip) | host).octets(),
         );
     }
     b
@@ -289,7 +301,13 @@ mod tests {
 
     #[test]
     fn address_carries_local_address_and_broadcast() {
-        let b = address_body(2, Ipv4Addr::new(192, 0, 2, 10), 24);
+        let a = |ip: [u8; 4], prefix, loopback| Address {
+            ifindex: 2,
+            ip: ip.into(),
+            prefix,
+            loopback,
+        };
+        let b = address_body(&a([192, 0, 2, 10], 24, false));
         assert_eq!(&b[..8], &[2, 24, 0, 0, 2, 0, 0, 0][..]);
         // three 8-byte attributes
         assert_eq!(b.len(), 8 + 3 * 8);
@@ -297,7 +315,10 @@ mod tests {
         assert_eq!(&b[16..24], &[8, 0, 1, 0, 192, 0, 2, 10][..]);
         assert_eq!(&b[24..32], &[8, 0, 4, 0, 192, 0, 2, 255][..]);
         // /31 and /32 have no broadcast address
-        assert_eq!(address_body(2, Ipv4Addr::new(10, 0, 0, 1), 32).len(), 24);
+        assert_eq!(address_body(&a([10, 0, 0, 1], 32, false)).len(), 24);
+        // loopback: host scope, no broadcast
+        let lo = address_body(&a([127, 0, 0, 1], 8, true));
+        assert_eq!((lo[3], lo.len()), (254, 24));
     }
 
     #[test]
