@@ -13,7 +13,7 @@ mapfile -t scripts < <(git ls-files '*.sh' '.ci/run' 'tests/fixtures/*' 'tests/v
 	head -c 32 "$f" | grep -q '^#!.*\(ba\)\?sh' && echo "$f"
 done)
 shellcheck -x "${scripts[@]}"
-python3 -m py_compile tests/standins/exoscale_standin.py
+python3 -m py_compile tests/standins/exoscale_standin.py tests/fixtures/pty-ask.py
 
 echo "== static build"
 bin=$(scripts/build.sh)

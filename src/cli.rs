@@ -10,7 +10,7 @@ pub const HELP: &str = "\
 vault-luks: unlock LUKS volumes with keys wrapped by Vault (or OpenBao) transit
 
 USAGE:
-    vault-luks [OPTIONS] unlock [--timeout SECONDS] [NAME...]
+    vault-luks [OPTIONS] unlock [--timeout SECONDS] [--prompt[=HOW] | --no-prompt] [NAME...]
     vault-luks [OPTIONS] close [--force] [NAME...]
     vault-luks [OPTIONS] status [--json] [--check-vault]
     vault-luks [OPTIONS] check [--files]
@@ -25,7 +25,11 @@ USAGE:
 COMMANDS:
     unlock    Log into Vault, decrypt each volume's key with transit and open it with
               cryptsetup (all configured volumes, or the NAMEs given). Volumes already open
-              are left alone.
+              are left alone. --prompt: when Vault fails or is slow, also ask for a
+              passphrase (any keyslot's) while Vault is retried; the first to arrive opens
+              the volume. HOW: auto (default), systemd (systemd-ask-password), askpass
+              (cryptroot's, /lib/cryptsetup/askpass), console. On a terminal --prompt is the
+              default; $VAULT_LUKS_ASKPASS names a program to ask instead.
     close     Unmount what is mounted from each volume (or the NAMEs given), then close its
               mapping. A busy mount is refused unless --force (lazy unmount, deferred close).
     status    Show each volume: device, LUKS version, vault-luks's keyslot and token, mapping,
@@ -82,6 +86,11 @@ pub enum Command {
     Unlock {
         names: Vec<String>,
         timeout: Option<Duration>,
+        prompt: PromptArg,
+    },
+    /// Hidden: our own console prompt, run as a child of `unlock` (see prompt.rs).
+    AskConsole {
+        message: String,
     },
     Close {
         names: Vec<String>,
@@ -113,6 +122,14 @@ pub enum Command {
     Version,
 }
 
+/// `--prompt[=HOW]` / `--no-prompt`, or neither (then: prompt when stdin is a terminal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptArg {
+    Default,
+    Never,
+    Ask(crate::prompt::Choice),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cli {
     pub command: Command,
@@ -133,6 +150,7 @@ pub fn parse(args: &[String]) -> Result<Cli> {
     let mut check_vault = false;
     let mut files_only = false;
     let mut timeout = None;
+    let mut prompt = PromptArg::Default;
     // enroll's options
     let mut device: Option<PathBuf> = None;
     let (mut format, mut force, mut recovery) = (false, false, false);
@@ -168,6 +186,15 @@ pub fn parse(args: &[String]) -> Result<Cli> {
                 })?;
             }
             "--debug" => debug = true,
+            "--no-prompt" => prompt = PromptArg::Never,
+            "--prompt" => {
+                let how = inline.as_deref().unwrap_or("auto");
+                prompt = PromptArg::Ask(crate::prompt::Choice::parse(how).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--prompt={how}: expected auto, systemd, askpass or console"
+                    ))
+                })?);
+            }
             "--no-cmdline" => use_cmdline = false,
             "--json" => json = true,
             "--check-vault" => check_vault = true,
@@ -211,7 +238,14 @@ pub fn parse(args: &[String]) -> Result<Cli> {
                 "no command given: unlock, close, status or check".into(),
             ))
         }
-        Some("unlock") => Command::Unlock { names, timeout },
+        Some("unlock") => Command::Unlock {
+            names,
+            timeout,
+            prompt,
+        },
+        Some("ask-console") if names.len() == 1 => Command::AskConsole {
+            message: names.remove(0),
+        },
         Some("close") => Command::Close {
             names,
             force: std::mem::take(&mut force),
@@ -289,6 +323,10 @@ pub fn parse(args: &[String]) -> Result<Cli> {
     )?;
     only_for("--resolve", resolve.is_none())?;
     only_for("--exec", exec.is_none())?;
+    only_for(
+        "--prompt",
+        prompt == PromptArg::Default || matches!(command, Command::Unlock { .. }),
+    )?;
     Ok(Cli {
         command,
         config,
@@ -351,7 +389,8 @@ mod tests {
             c.command,
             Command::Unlock {
                 names: vec!["luks".into(), "data".into()],
-                timeout: Some(Duration::from_secs(30))
+                timeout: Some(Duration::from_secs(30)),
+                prompt: PromptArg::Default,
             }
         );
     }

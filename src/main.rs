@@ -6,6 +6,7 @@ mod cli;
 mod close;
 mod config;
 mod error;
+mod fallback;
 mod files;
 mod http;
 mod lifecycle;
@@ -13,6 +14,7 @@ mod log;
 mod luks;
 mod metadata;
 mod net;
+mod prompt;
 mod retry;
 mod secret;
 mod status;
@@ -46,6 +48,37 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Whether and how `unlock` may ask a person: `--prompt[=HOW]`, or by default when stdin is a
+/// terminal; never with timeouts.prompt = 0 (unless rd.vault-luks=prompt asks for nothing else).
+fn fallback_for(
+    arg: cli::PromptArg,
+    config: &Config,
+    prompt_only: bool,
+) -> Result<Option<fallback::Fallback>> {
+    use std::io::IsTerminal;
+    let choice = match arg {
+        cli::PromptArg::Never => return Ok(None),
+        cli::PromptArg::Ask(c) => c,
+        cli::PromptArg::Default if std::io::stdin().is_terminal() => prompt::Choice::Auto,
+        cli::PromptArg::Default => return Ok(None),
+    };
+    if config.timeouts.prompt.is_zero() {
+        log::info(format_args!("no passphrase prompt: timeouts.prompt is 0"));
+        return Ok(None);
+    }
+    let method = prompt::Method::find(choice).ok_or_else(|| {
+        Error::failed(
+            error::Step::Unlock,
+            format!("--prompt={choice:?}: that way of asking is not installed here"),
+            "use --prompt=auto or --prompt=console",
+        )
+    })?;
+    Ok(Some(fallback::Fallback {
+        method,
+        prompt_only,
+    }))
+}
+
 fn run(args: &[String]) -> Result<()> {
     let cli = cli::parse(args)?;
     log::set_target(cli.log);
@@ -58,6 +91,15 @@ fn run(args: &[String]) -> Result<()> {
         Command::Version => {
             println!("vault-luks {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
+        }
+        Command::AskConsole { message } => {
+            return prompt::ask_console(&message).map_err(|e| {
+                Error::failed(
+                    error::Step::Unlock,
+                    format!("cannot ask on the terminal: {e}"),
+                    "",
+                )
+            });
         }
         _ => {}
     }
@@ -86,7 +128,11 @@ fn run(args: &[String]) -> Result<()> {
     }
 
     match cli.command {
-        Command::Unlock { names, timeout } => {
+        Command::Unlock {
+            names,
+            timeout,
+            prompt,
+        } => {
             if overrides.disabled {
                 log::info(format_args!("disabled by rd.vault-luks=0 on the kernel command line; nothing done (run with --no-cmdline to unlock anyway)"));
                 return Ok(());
@@ -94,7 +140,8 @@ fn run(args: &[String]) -> Result<()> {
             if let Some(t) = timeout {
                 config.timeouts.unlock = t;
             }
-            unlock::unlock(&config, &names)
+            let fallback = fallback_for(prompt, &config, overrides.prompt_only)?;
+            unlock::unlock(&config, &names, fallback.as_ref())
         }
         Command::Close { names, force } => close::close(&config, &names, force),
         Command::Enroll(options) => lifecycle::enroll::enroll(
@@ -177,7 +224,9 @@ fn run(args: &[String]) -> Result<()> {
             resolve.as_deref(),
             exec.as_deref(),
         ),
-        Command::Help | Command::Version => unreachable!("handled above"),
+        Command::Help | Command::Version | Command::AskConsole { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

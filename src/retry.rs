@@ -3,7 +3,16 @@
 //! The policy copies Vault's own client: connection errors, 412, 429 and 5xx except 501 are
 //! retried with exponential backoff and jitter; anything else is final at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// Set at the first failed attempt of any step: the sign for a person's prompt to come up
+/// while the retries go on (see `fallback`).
+static TROUBLE: AtomicBool = AtomicBool::new(false);
+
+pub fn trouble_seen() -> bool {
+    TROUBLE.load(Ordering::SeqCst)
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -84,9 +93,13 @@ pub fn run<T, E>(
         let result = attempt(n, left);
         let (error, after) = match result {
             Ok(v) => return Ok(v),
-            Err(Attempt::Final(e)) => return Err(GaveUp::Final(e)),
+            Err(Attempt::Final(e)) => {
+                TROUBLE.store(true, Ordering::SeqCst);
+                return Err(GaveUp::Final(e));
+            }
             Err(Attempt::Retry { error, after }) => (error, after),
         };
+        TROUBLE.store(true, Ordering::SeqCst);
         let left = deadline.remaining();
         let wait = after.unwrap_or_else(|| backoff.delay(n, jitter()));
         if left.is_zero() || wait >= left {

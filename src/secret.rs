@@ -20,6 +20,28 @@ impl Secret {
         Self::new(s.into_bytes())
     }
 
+    /// An empty secret that holds up to `capacity` bytes without ever moving them.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self::new(Vec::with_capacity(capacity))
+    }
+
+    /// Appends `more` if it fits in the capacity (a reallocation would leave an unzeroized
+    /// copy behind); false, with nothing appended, when it does not.
+    pub fn extend_within(&mut self, more: &[u8]) -> bool {
+        if self.bytes.len() + more.len() > self.bytes.capacity() {
+            return false;
+        }
+        self.bytes.extend_from_slice(more);
+        true
+    }
+
+    /// Drops one trailing newline (askers that end their answer with one).
+    pub fn strip_newline(&mut self) {
+        if self.bytes.last() == Some(&b'\n') {
+            self.bytes.pop();
+        }
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.bytes
     }
@@ -37,21 +59,21 @@ impl Drop for Secret {
 
 /// Keep the pages out of swap. Failure is not fatal (RLIMIT_MEMLOCK may be 0 for a user);
 /// the process is non-dumpable and short-lived either way.
-fn lock(bytes: &[u8]) -> bool {
-    if bytes.is_empty() {
+fn lock(bytes: &Vec<u8>) -> bool {
+    if bytes.capacity() == 0 {
         return false;
     }
     let Some(ptr) = std::ptr::NonNull::new(bytes.as_ptr() as *mut std::ffi::c_void) else {
         return false;
     };
     // SAFETY: the range is a live allocation owned by the Secret for as long as it is locked.
-    unsafe { nix::sys::mman::mlock(ptr, bytes.len()).is_ok() }
+    unsafe { nix::sys::mman::mlock(ptr, bytes.capacity()).is_ok() }
 }
 
-fn unlock(bytes: &[u8]) {
+fn unlock(bytes: &Vec<u8>) {
     if let Some(ptr) = std::ptr::NonNull::new(bytes.as_ptr() as *mut std::ffi::c_void) {
         // SAFETY: same allocation that lock() locked; it is still alive here.
-        let _ = unsafe { nix::sys::mman::munlock(ptr, bytes.len()) };
+        let _ = unsafe { nix::sys::mman::munlock(ptr, bytes.capacity()) };
     }
 }
 

@@ -57,7 +57,13 @@ struct Pending<'c> {
     ciphertext: String,
 }
 
-pub fn unlock(config: &Config, names: &[String]) -> Result<()> {
+/// Unlocks the named volumes (all when none are named). With a `fallback`, a person may type a
+/// passphrase while Vault is retried (see `fallback`); without, Vault alone.
+pub fn unlock(
+    config: &Config,
+    names: &[String],
+    fallback: Option<&crate::fallback::Fallback>,
+) -> Result<()> {
     let volumes = select(config, names)?;
     let cs = locate_cryptsetup()?;
     let deadline = Deadline::after(config.timeouts.unlock);
@@ -79,7 +85,13 @@ pub fn unlock(config: &Config, names: &[String]) -> Result<()> {
         }
     }
 
-    if !pending.is_empty() {
+    if let (Some(fallback), false) = (fallback, pending.is_empty()) {
+        let owned = pending
+            .into_iter()
+            .map(|p| (p.volume.clone(), p.ciphertext))
+            .collect();
+        crate::fallback::unlock(config, &cs, owned, fallback, &mut failures);
+    } else if !pending.is_empty() {
         match fetch_keys(config, &pending, &deadline, &mut failures) {
             Ok(keys) => {
                 for (p, key) in keys {
@@ -305,6 +317,40 @@ fn fetch_keys<'p, 'c>(
     Ok(keys)
 }
 
+/// Volumes that stayed locked, each with why.
+pub type Failures = Vec<(String, Error)>;
+
+/// `fetch_keys` for a thread of its own: owned inputs, keys and failures by volume name.
+pub fn fetch_owned(
+    config: &Config,
+    pending: &[(Volume, String)],
+    deadline: &Deadline,
+) -> (Vec<(String, Secret)>, Failures) {
+    let pending: Vec<Pending> = pending
+        .iter()
+        .map(|(volume, ciphertext)| Pending {
+            volume,
+            ciphertext: ciphertext.clone(),
+        })
+        .collect();
+    let mut failures = Vec::new();
+    match fetch_keys(config, &pending, deadline, &mut failures) {
+        Ok(keys) => (
+            keys.into_iter()
+                .map(|(p, key)| (p.volume.name.clone(), key))
+                .collect(),
+            failures,
+        ),
+        Err(e) => (
+            Vec::new(),
+            pending
+                .iter()
+                .map(|p| (p.volume.name.clone(), e.clone()))
+                .collect(),
+        ),
+    }
+}
+
 /// One volume's key, for checks: its ciphertext decrypted and put in its key format.
 pub fn key_for(
     cs: &Cryptsetup,
@@ -354,24 +400,34 @@ fn open(cs: &Cryptsetup, config: &Config, v: &Volume, key: Secret) -> Result<()>
     ));
     match cs.open(&v.device, &v.name, &key, config.timeouts.cryptsetup) {
         Ok(()) => {
-            crate::log::info(format_args!("{}: unlocked as /dev/mapper/{}", v.name, v.name));
+            crate::log::info(format_args!(
+                "{}: unlocked as /dev/mapper/{}",
+                v.name, v.name
+            ));
             Ok(())
         }
-        Err(OpenError::KeyRejected) => Err(Error::failed(
+        Err(e) => Err(open_error(v, e)),
+    }
+}
+
+/// What a failed `cryptsetup open` with Vault's key means, and what to do.
+pub fn open_error(v: &Volume, e: OpenError) -> Error {
+    match e {
+        OpenError::KeyRejected => Error::failed(
             Step::Cryptsetup,
             format!("the key from Vault does not open {} (no keyslot accepts it)", v.device.display()),
             "the ciphertext belongs to another volume or its keyslot was removed; unlock with the backup passphrase and re-enroll",
-        )),
-        Err(OpenError::TimedOut(t)) => Err(Error::failed(
+        ),
+        OpenError::TimedOut(t) => Error::failed(
             Step::Cryptsetup,
             format!("cryptsetup open {} did not finish within {:.0}s", v.device.display(), t.as_secs_f64()),
             "raise timeouts.cryptsetup (argon2id keyslots can be slow and memory-hungry)",
-        )),
-        Err(OpenError::Failed(words)) => Err(Error::failed(
+        ),
+        OpenError::Failed(words) => Error::failed(
             Step::Cryptsetup,
             format!("cryptsetup open {}: {words}", v.device.display()),
             "check the device is a LUKS volume and dm_crypt is available",
-        )),
+        ),
     }
 }
 

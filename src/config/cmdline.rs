@@ -15,6 +15,10 @@ pub struct CmdlineOverrides {
     pub addresses: Option<Vec<String>>,
     /// `rd.vault-luks.timeout=SECONDS`: the unlock deadline.
     pub timeout: Option<Duration>,
+    /// `rd.vault-luks=prompt`: skip Vault on this boot and ask for a passphrase at once.
+    pub prompt_only: bool,
+    /// `rd.vault-luks.prompt-timeout=SECONDS`: how long the prompt stays up (0: no prompt).
+    pub prompt_timeout: Option<Duration>,
     pub warnings: Vec<String>,
 }
 
@@ -26,10 +30,17 @@ pub fn parse_cmdline(cmdline: &str) -> CmdlineOverrides {
             None => (word.as_str(), None),
         };
         match key {
+            "rd.vault-luks" if value == Some("prompt") => {
+                o.prompt_only = true;
+                o.disabled = false;
+            }
             "rd.vault-luks" => match value.map(parse_bool) {
-                Some(Some(on)) => o.disabled = !on,
+                Some(Some(on)) => {
+                    o.disabled = !on;
+                    o.prompt_only = false;
+                }
                 _ => o.warnings.push(format!(
-                    "ignoring `{word}` on the kernel command line: expected rd.vault-luks=0 or =1"
+                    "ignoring `{word}` on the kernel command line: expected rd.vault-luks=0, =1 or =prompt"
                 )),
             },
             "rd.vault-luks.debug" => match value.map(parse_bool).unwrap_or(Some(true)) {
@@ -58,6 +69,18 @@ pub fn parse_cmdline(cmdline: &str) -> CmdlineOverrides {
                 Some(Ok(d)) => o.timeout = Some(d),
                 _ => o.warnings.push(format!(
                     "ignoring `{word}`: expected rd.vault-luks.timeout=SECONDS (1 to 3600)"
+                )),
+            },
+            "rd.vault-luks.prompt-timeout" => match value.and_then(|v| v.parse::<f64>().ok()) {
+                Some(0.0) => o.prompt_timeout = Some(Duration::ZERO),
+                Some(secs) => match parse_seconds_value(secs) {
+                    Ok(d) => o.prompt_timeout = Some(d),
+                    Err(_) => o.warnings.push(format!(
+                        "ignoring `{word}`: expected rd.vault-luks.prompt-timeout=SECONDS (0 to 3600)"
+                    )),
+                },
+                None => o.warnings.push(format!(
+                    "ignoring `{word}`: expected rd.vault-luks.prompt-timeout=SECONDS (0 to 3600)"
                 )),
             },
             k if k.starts_with("rd.vault-luks.") => {
@@ -123,6 +146,12 @@ mod tests {
         assert!(parse_cmdline("rd.vault-luks=0").disabled);
         assert!(parse_cmdline("rd.vault-luks=off").disabled);
         assert!(!parse_cmdline("rd.vault-luks=0 rd.vault-luks=1").disabled);
+        let o = parse_cmdline("rd.vault-luks=prompt rd.vault-luks.prompt-timeout=0");
+        assert!(o.prompt_only && !o.disabled);
+        assert_eq!(o.prompt_timeout, Some(Duration::ZERO));
+        let o = parse_cmdline("rd.vault-luks.prompt-timeout=90 rd.vault-luks.prompt-timeout=x");
+        assert_eq!(o.prompt_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(o.warnings.len(), 1);
         assert!(!parse_cmdline("rd.vault-luks.debug rd.vault-luks.debug=0").debug);
     }
 

@@ -111,6 +111,8 @@ pub struct Timeouts {
     pub device: Duration,
     /// One cryptsetup run (argon2id can take seconds and a lot of memory).
     pub cryptsetup: Duration,
+    /// How long the passphrase prompt stays up after the unlock deadline; zero: no prompt.
+    pub prompt: Duration,
 }
 
 impl Default for Timeouts {
@@ -120,6 +122,7 @@ impl Default for Timeouts {
             request: Duration::from_secs(10),
             device: Duration::from_secs(30),
             cryptsetup: Duration::from_secs(120),
+            prompt: Duration::from_secs(300),
         }
     }
 }
@@ -281,6 +284,9 @@ impl Config {
         }
         if let Some(t) = o.timeout {
             self.timeouts.unlock = t;
+        }
+        if let Some(t) = o.prompt_timeout {
+            self.timeouts.prompt = t;
         }
         self.warnings.extend(o.warnings.iter().cloned());
         self.validate()
@@ -481,6 +487,7 @@ fn parse_timeouts(mut o: Obj) -> Result<Timeouts> {
         request: o.seconds("request")?.unwrap_or(d.request),
         device: o.seconds("device")?.unwrap_or(d.device),
         cryptsetup: o.seconds("cryptsetup")?.unwrap_or(d.cryptsetup),
+        prompt: o.seconds_or_zero("prompt")?.unwrap_or(d.prompt),
     };
     o.finish()?;
     Ok(t)

@@ -101,6 +101,15 @@ impl<'o> Obj<'o> {
         }
     }
 
+    /// Like `seconds`, but 0 is allowed: it switches the thing off.
+    pub fn seconds_or_zero(&mut self, key: &'static str) -> Result<Option<Duration>> {
+        if self.map.get(key).and_then(Value::as_f64) == Some(0.0) {
+            self.take(key);
+            return Ok(Some(Duration::ZERO));
+        }
+        self.seconds(key)
+    }
+
     pub fn object(&mut self, key: &'static str) -> Result<Option<Obj<'o>>> {
         let field = self.field(key);
         match self.take(key) {
@@ -263,6 +272,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected a number of seconds"));
+        let mut o = obj(json!({"a": 0, "b": 2, "c": -1}));
+        assert_eq!(o.seconds_or_zero("a").unwrap(), Some(Duration::ZERO));
+        assert_eq!(
+            o.seconds_or_zero("b").unwrap(),
+            Some(Duration::from_secs(2))
+        );
+        assert!(o.seconds_or_zero("c").is_err());
     }
 
     #[test]

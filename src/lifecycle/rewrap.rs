@@ -27,7 +27,7 @@ pub fn rewrap(config: &Config, names: &[String], cs: &Cryptsetup) -> Result<()> 
         Ok(())
     } else {
         Err(Error::failed(
-            Step::Encrypt,
+            Step::Rewrap,
             format!("could not rewrap {}", failed.join(", ")),
             "see the lines above; the old ciphertexts are untouched",
         ))
@@ -55,7 +55,7 @@ fn rewrap_one(
         crate::files::write_atomically(file, format!("{new}\n").as_bytes(), 0o600).map_err(
             |e| {
                 Error::failed(
-                    Step::Encrypt,
+                    Step::Rewrap,
                     format!("cannot write {}: {e}", file.display()),
                     "",
                 )
@@ -68,7 +68,7 @@ fn rewrap_one(
             binding.ciphertext = new.clone();
             write_binding(cs, &v.device, Some(id), &binding).map_err(|m| {
                 Error::failed(
-                    Step::Encrypt,
+                    Step::Rewrap,
                     format!("cannot update the LUKS2 token: {m}"),
                     "the file is rewrapped; run rewrap again",
                 )

@@ -130,6 +130,15 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
                 .as_ref()
                 .map_or("the LUKS2 token".to_string(), |f| f.display().to_string())
         ));
+        // The initramfs carries a copy of the file, whose key no keyslot takes any more: without
+        // a rebuild the next boot falls back to the passphrase prompt. (A token travels with the
+        // header, so token-only volumes need nothing.)
+        if let Some(file) = &v.ciphertext_file {
+            crate::log::warn(format_args!(
+                "{name}: the initramfs holds the old {}: rebuild it now (update-initramfs -u -k all, or dracut --force --regenerate-all), or the next boot asks for a passphrase",
+                file.display()
+            ));
+        }
         Ok(())
     })();
     auth::finish(&vault, token, &deadline);

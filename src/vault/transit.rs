@@ -160,9 +160,9 @@ pub fn rewrap(
             Some(403) => format!("the token's policies do not allow update on {path}: add it to the role's policy"),
             _ => vault_hint(&f),
         };
-        Error::failed(Step::Encrypt, f.to_string(), hint)
+        Error::failed(Step::Rewrap, f.to_string(), hint)
     })?;
-    ciphertext_of(&reply.body, &path, Step::Encrypt)
+    ciphertext_of(&reply.body, &path, Step::Rewrap)
 }
 
 fn ciphertext_of(body: &[u8], path: &str, step: Step) -> Result<String> {

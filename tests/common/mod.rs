@@ -424,6 +424,15 @@ impl Run {
         self
     }
 
+    pub fn refute_stderr(&self, needle: &str) -> &Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "did not expect `{needle}` in stderr:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     pub fn assert_within(&self, limit: Duration) -> &Self {
         assert!(
             self.elapsed < limit,

@@ -8,7 +8,12 @@
 #   two full systemd boots: each time vault-luks unlocks in the initramfs (metadata at
 #     169.254.169.254, login and decrypt at the host's OpenBao), /luks is mounted from
 #     /dev/mapper/luks before local-fs.target, the data of the boot before is there, and at
-#     shutdown the mount goes, then vault-luks-close@luks closes the mapping.
+#     shutdown the mount goes, then vault-luks-close@luks closes the mapping;
+#   between them, on the running guest (guest/lifecycle.sh): close refused while busy and
+#     forced, unlock after boot, an empty LV enrolled, rewrap after the host rotates the transit
+#     key, rotate of both volumes, install.sh again (its initramfs rebuild replayed on the host
+#     in a chroot of the guest's root); the second boot runs that initramfs and must unlock both
+#     volumes with the rotated keys.
 # Also: no key and no token in the initramfs; its config is root-only.
 # VM_BOOTS=1 boots once instead of twice; VM_SHOW_CONSOLE=1 shows the guest's console as it
 # goes (the demo does both).
@@ -47,7 +52,10 @@ bao write -field=ciphertext transit/encrypt/luks plaintext="$(openssl rand -base
 bao write -field=plaintext transit/decrypt/luks ciphertext="$(cat "$VM_WORK/luks.passphrase")" >"$VM_WORK/key"
 [ "$(wc -c <"$VM_WORK/key")" = 32 ] || vm_die "the transit plaintext is not the article's 32-character key"
 echo "boot-test $(date -u +%FT%TZ) $RANDOM" >"$VM_WORK/marker"
-# From here on nothing needs the root token: keep it (and the address) out of the guest's build.
+echo "enrolled on the running guest $RANDOM" >"$VM_WORK/data2-marker"
+# Only the transit key's rotation needs the root token: keep it (and the address) out of the
+# environment of the guest's build.
+root_addr=$BAO_ADDR root_token=$BAO_TOKEN
 unset BAO_ADDR BAO_TOKEN
 
 # --- guest root: vault-luks installed the documented way ------------------------------------------
@@ -90,19 +98,38 @@ if grep -r -a -q -E '\b(hvs|s)\.[A-Za-z0-9]{20,}' "$unpacked/etc" 2>/dev/null; t
 vm_log "ok   initramfs: config mode 600, ciphertext and binary in, no key, no token"
 rm -rf -- "$unpacked" "$root/tmp/initrd.img"
 
+# The root keeps its initramfs, as a real system does: install.sh in the guest (lifecycle) updates
+# it in place (update-initramfs -u touches only the images that exist).
+cp "$VM_WORK/initrd.img" "$root/boot/initrd.img-$(vm_guest_kver "$root")"
 vm_mkfs_dir "$root" "$VM_WORK/root.img" 2G vmroot
 rm -rf -- "$root"
 vm_time_end assemble
 
 # --- provisioning boot, the article's way: LVM, LUKS2 argon2id with the transit plaintext, ext4 ----
-vm_blank_disk "$VM_WORK/data.img" 256M
+vm_blank_disk "$VM_WORK/data.img" 320M
 vm_provision "$img/vmlinuz" "$img/initrd-stock.img" "$VM_WORK/root.img" "$VM_WORK/data.img" \
     "$VM_WORK/key" "$VM_WORK/marker"
 
 # --- two real boots ---------------------------------------------------------------------------------
+# The lifecycle's inputs: the binary and the repo's install files, as an operator has them.
+kit=$VM_WORK/install
+mkdir -p "$kit/scripts"
+cp "$bin" "$kit/vault-luks"
+cp "$repo/scripts/install.sh" "$kit/scripts/"
+cp -r "$repo/dracut" "$repo/initramfs-tools" "$repo/systemd" "$kit/"
+
 boots=${VM_BOOTS:-2}
 for ((n = 1; n <= boots; n++)); do
-    vm_io_disk "$VM_WORK/io.img" "$VM_LIB_DIR/guest/check-boot.sh" "$VM_WORK/marker"
+    inputs=("$VM_WORK/marker")
+    lifecycle=0
+    if [ "$n" = 1 ] && [ "$boots" -ge 2 ]; then
+        lifecycle=1
+        inputs+=("$VM_LIB_DIR/guest/lifecycle.sh" "$VM_WORK/data2-marker" "$kit")
+    elif [ "$n" -ge 2 ]; then
+        inputs+=("$VM_WORK/data2-marker")
+    fi
+    vm_io_disk "$VM_WORK/io.img" "$VM_LIB_DIR/guest/check-boot.sh" "${inputs[@]}"
+    logins=$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log" || true)
     vm_start "boot$n" "$img/vmlinuz" "$VM_WORK/initrd.img" "$VM_APPEND_BASE vmtest.io" \
         "$VM_WORK/root.img" "$VM_WORK/data.img" "$VM_WORK/io.img"
     if [ "${VM_SHOW_CONSOLE:-0}" = 1 ]; then
@@ -111,7 +138,17 @@ for ((n = 1; n <= boots; n++)); do
         vm_on_exit "kill $console_pid 2>/dev/null"
     fi
     vm_wait_for 'vault-luks\[[0-9]+\]: luks: unlocked as /dev/mapper/luks' 300
-    vm_wait_for 'VMTEST DONE' 300
+    vm_wait_for 'VMTEST BEGIN' 300
+    # The initramfs logged in once for all its volumes.
+    got=$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log")
+    [ "$got" = $((logins + 1)) ] || vm_die "boot$n: the initramfs logged in $((got - logins)) times, not once"
+    if [ "$lifecycle" = 1 ]; then
+        vm_wait_for 'VMTEST WAIT rotate-transit-key' 600
+        BAO_ADDR=$root_addr BAO_TOKEN=$root_token bao write -f transit/keys/luks/rotate >/dev/null
+        vm_send 'rotated\n'
+        vm_log "ok   boot$n: transit key luks rotated on the host"
+    fi
+    vm_wait_for 'VMTEST DONE' 900
     # At shutdown: /luks is unmounted first, then the close unit closes the mapping.
     vm_wait_for 'vault-luks\[[0-9]+\]: luks: closed[[:space:]]*$' 120
     vm_wait_exit 120
@@ -122,14 +159,51 @@ for ((n = 1; n <= boots; n++)); do
     vm_expect kmsg_unlocked yes
     vm_expect close_unit active
     vm_expect config_mode 600
+    if [ "$n" -ge 2 ] && [ "$boots" -ge 2 ]; then
+        # The initramfs the guest built after enroll, rewrap and rotate: both volumes, new keys.
+        vm_expect data2_luks_source /dev/mapper/data2
+        vm_expect data2_before_local_fs yes
+        vm_expect data2_marker ok
+        vm_expect data2_kmsg_unlocked yes
+        vm_expect data2_close_unit active
+        grep -a -q 'data2: closed' "$VM_LOG" || vm_die "boot$n: data2 was not closed at shutdown"
+        vm_log "ok   boot$n: both volumes unlocked with the rotated keys, mounted, closed"
+    fi
+    if [ "$lifecycle" = 1 ]; then
+        vm_expect close_busy refused-rc1
+        vm_expect close_force ok
+        vm_expect after_boot_unlock ok
+        vm_expect enroll 'ok(600)'
+        vm_expect rewrapped 2
+        vm_expect rotate_luks ok
+        vm_expect rotate_data2 ok
+        vm_expect status_volumes luks,data2,
+        vm_expect install ok
+        # install.sh's initramfs rebuild, replayed in a chroot of the guest's root (see lifecycle.sh).
+        rebuild=$(vm_result rebuild)
+        case $flavour:$rebuild in
+            "initramfs-tools:update-initramfs -u -k all" | "dracut:dracut --force --regenerate-all") ;;
+            *) vm_die "boot$n: install.sh asked for '$rebuild' to rebuild the initramfs" ;;
+        esac
+        guest=$VM_WORK/guest-root
+        mkdir -p "$guest"
+        mount -o loop "$VM_WORK/root.img" "$guest"
+        vm_on_exit "mountpoint -q '$guest' && umount -l '$guest'"
+        vm_chroot_mount "$guest"
+        # shellcheck disable=SC2086 # the recorded command line, split into its words
+        vm_chroot "$guest" $rebuild >"$VM_WORK/rebuild.log" 2>&1 ||
+            { tail -n 30 "$VM_WORK/rebuild.log" >&2; vm_die "boot$n: '$rebuild' failed in the guest's root"; }
+        vm_chroot_umount "$guest"
+        cp "$guest/boot/initrd.img-$(vm_guest_kver "$guest")" "$VM_WORK/initrd.img"
+        umount "$guest"
+        vm_log "ok   boot$n: close busy/forced, unlock after boot, enroll, rewrap, rotate, install"
+    fi
     grep -a -q "vault login: ok" "$VM_LOG" || vm_die "boot$n: no login line on the console"
     if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "boot$n: the key appeared on the console"; fi
     [ -z "${console_pid:-}" ] || kill "$console_pid" 2>/dev/null || true
     vm_log "ok   boot$n: vault-luks lines in the kernel log: $(vm_result kmsg_lines)"
 done
-[ "$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log")" = "$boots" ] ||
-    vm_die "expected one Exoscale login per boot: $(grep -c login "$VM_WORK/standin.log")"
-vm_log "ok   one login per boot, token revoked: $(grep -c 'revoke-self 204' "$VM_WORK/standin.log")"
+vm_log "ok   one login per initramfs, tokens revoked: $(grep -c 'revoke-self 204' "$VM_WORK/standin.log")"
 
 vm_time_end "boot-test:$flavour"
 vm_log "PASS boot $flavour: ${VM_TIMES[*]}"

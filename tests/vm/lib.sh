@@ -186,14 +186,14 @@ vm_blank_disk() { rm -f "$1" && truncate -s "$2" "$1"; }
 vm_disk_cat() { debugfs -R "cat $2" "$1" 2>/dev/null; }
 
 # vm_io_disk IMG RUN_SCRIPT [FILE...]: the IO disk (ext4, label VMTEST-IO) of one boot: RUN_SCRIPT as
-# ./run plus the input FILEs (basenames kept). The guest runs it with the disk mounted at /vmtest/io and
+# ./run plus the input FILEs or directories (basenames kept). The guest runs it with the disk mounted at /vmtest/io and
 # may leave result files there; read them back with vm_disk_cat IMG /NAME.
 vm_io_disk() {
     local img=$1 run=$2 dir
     shift 2
     dir=$(mktemp -d "$VM_WORK/io.XXXXXX")
     install -m 755 "$run" "$dir/run"
-    [ $# = 0 ] || cp -- "$@" "$dir/"
+    [ $# = 0 ] || cp -r -- "$@" "$dir/"
     vm_mkfs_dir "$dir" "$img" 16M VMTEST-IO
     rm -rf -- "$dir"
 }
@@ -234,24 +234,28 @@ vm_http_serve() {
 #   VM_META_PORT=PORT       forward 169.254.169.254:80 in the guest to 127.0.0.1:PORT on the host
 #   VAULT_LUKS_VM_KVM=1     use KVM instead of TCG (guests hung under KVM on the machine we measured)
 #   VM_QEMU_EXTRA="..."     more qemu arguments (word-split)
+#   VM_NO_NET=1             no network card
 
 # The kernel command line every boot starts from. panic=1 + qemu's -no-reboot: a guest that panics
 # (e.g. init= exits) ends the run at once instead of waiting for a timeout.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 VM_APPEND_BASE="root=/dev/vda rw console=ttyS0 panic=1"
 
-# vm_provision KERNEL INITRD ROOT_IMG DATA_IMG KEY_FILE MARKER_FILE: the provisioning boot (init=): the
-# blank DATA_IMG becomes PV + vg.flex/lv.luks + LUKS2 (argon2id, key = KEY_FILE's exact bytes) + ext4
-# holding MARKER_FILE as /vmtest-marker. Give it the flavour's stock initramfs (built before any unlock
+# vm_provision KERNEL INITRD ROOT_IMG DATA_IMG KEY_FILE MARKER_FILE [FILE...]: the provisioning boot
+# (init=): the blank DATA_IMG becomes PV + vg.flex/lv.luks + LUKS2 (argon2id, key = KEY_FILE's exact
+# bytes) + ext4 holding MARKER_FILE as /vmtest-marker; FILEs are more inputs of guest/provision.sh
+# (backup, extra, key-NAME). Its results (header_NAME) stay readable with vm_result. Give it the flavour's stock initramfs (built before any unlock
 # integration is put into the root): an initramfs that expects the volume waits for it (dracut with
 # rd.lvm.lv= in its cmdline.d waits for the LV for minutes) or tries to unlock it.
 vm_provision() {
     local kernel=$1 initrd=$2 rootimg=$3 data=$4 key=$5 marker=$6 dir
+    shift 6
     dir=$(mktemp -d "$VM_WORK/prov.XXXXXX")
     cp "$key" "$dir/key"
     cp "$marker" "$dir/marker"
     echo /dev/vdb >"$dir/data-dev"
-    vm_io_disk "$VM_WORK/provision-io.img" "$VM_LIB_DIR/guest/provision.sh" "$dir/key" "$dir/marker" "$dir/data-dev"
+    [ $# = 0 ] || cp -- "$@" "$dir/"
+    vm_io_disk "$VM_WORK/provision-io.img" "$VM_LIB_DIR/guest/provision.sh" "$dir"/*
     rm -rf -- "$dir"
     vm_start provision "$kernel" "$initrd" "$VM_APPEND_BASE init=/vmtest/init" \
         "$rootimg" "$data" "$VM_WORK/provision-io.img"
@@ -286,8 +290,10 @@ vm_start() {
         -nodefaults -display none -no-reboot
         -chardev "pipe,id=ser0,path=$fifo" -serial chardev:ser0
         -kernel "$kernel" -initrd "$initrd" -append "$append"
-        -netdev "$net" -device virtio-net-pci,netdev=n0,addr=3
         -device virtio-rng-pci)
+    # VM_NO_NET=1: no network card at all (the "no network" boot).
+    # shellcheck disable=SC2054 # the commas are qemu's
+    [ "${VM_NO_NET:-0}" = 1 ] || args+=(-netdev "$net" -device virtio-net-pci,netdev=n0,addr=3)
     local d
     for d in "$@"; do
         args+=(-drive "file=$d,format=raw,if=virtio,cache=unsafe")
