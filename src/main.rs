@@ -17,6 +17,7 @@ mod net;
 mod prompt;
 mod retry;
 mod secret;
+mod sort;
 mod status;
 mod unlock;
 mod vault;

@@ -351,7 +351,7 @@ impl Config {
                 .iter()
                 .filter_map(|v| v.ciphertext_file.clone()),
         );
-        files.sort();
+        crate::sort::sort(&mut files);
         files.dedup();
         files
     }

@@ -158,7 +158,7 @@ impl<'o> Obj<'o> {
             return Ok(());
         };
         let mut known = self.known.clone();
-        known.sort_unstable();
+        crate::sort::sort(&mut known);
         known.dedup();
         let hint = match closest(unknown, &known) {
             Some(k) => format!("; did you mean `{k}`?"),

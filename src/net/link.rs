@@ -62,7 +62,7 @@ pub fn ethernet() -> Vec<Link> {
         .filter(|n| read(n, "type").and_then(|t| t.parse().ok()) == Some(ARPHRD_ETHER))
         .filter_map(|n| get(&n))
         .collect();
-    links.sort_unstable_by_key(|l| l.index);
+    crate::sort::sort_by(&mut links, |a, b| a.index < b.index);
     links
 }
 
