@@ -1,10 +1,11 @@
-//! Network interfaces: what there is (read from /sys/class/net), which one to use, raising it
-//! and waiting, bounded, for a carrier.
+//! Network interfaces: what there is (read from /proc/net/dev and /sys/class/net), which one to
+//! use, raising it and waiting, bounded, for a carrier.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SYS_NET: &str = "/sys/class/net";
+const PROC_NET_DEV: &str = "/proc/net/dev";
 const IFF_UP: u32 = 0x1;
 const ARPHRD_ETHER: u32 = 1;
 
@@ -51,17 +52,23 @@ pub fn get(name: &str) -> Option<Link> {
     })
 }
 
-/// The Ethernet interfaces (virtual NICs included), by interface index.
+/// The Ethernet interfaces (virtual NICs included), by interface index. The names come from
+/// /proc/net/dev (`  name: counters...` after two header lines), the same list as the
+/// directory /sys/class/net, read as a file: listing a directory would bring std's directory
+/// reading into the binary for this one call.
 pub fn ethernet() -> Vec<Link> {
-    let mut links: Vec<Link> = std::fs::read_dir(SYS_NET)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n != "lo")
-        .filter(|n| read(n, "type").and_then(|t| t.parse().ok()) == Some(ARPHRD_ETHER))
-        .filter_map(|n| get(&n))
-        .collect();
+    let dev = std::fs::read_to_string(PROC_NET_DEV).unwrap_or_default();
+    let mut links = Vec::new();
+    for line in dev.lines() {
+        let Some((name, _)) = line.split_once(':') else {
+            continue; // a header line
+        };
+        let name = name.trim();
+        if name == "lo" || read(name, "type").and_then(|t| t.parse().ok()) != Some(ARPHRD_ETHER) {
+            continue;
+        }
+        links.extend(get(name));
+    }
     crate::sort::sort_by(&mut links, |a, b| a.index < b.index);
     links
 }
