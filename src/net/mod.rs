@@ -506,14 +506,20 @@ pub fn check(
         Some(n) => n.state(),
         None => json!({"configured": false}),
     };
-    println!("{state}");
+    print_json(&state);
     let mut result = Ok(());
     if let Some(name) = resolve {
         use std::net::ToSocketAddrs;
-        match (name, 443).to_socket_addrs() {
+        // "host:port", as ureq's resolver hands it to std (one resolver path in the binary).
+        let host_port = if name.contains(':') {
+            format!("[{name}]:443")
+        } else {
+            format!("{name}:443")
+        };
+        match host_port.to_socket_addrs() {
             Ok(addrs) => {
                 let ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
-                println!("{}", json!({"resolved": name, "addresses": ips}));
+                print_json(&json!({"resolved": name, "addresses": ips}));
             }
             Err(e) => {
                 result = Err(fail(
@@ -526,7 +532,8 @@ pub fn check(
     if let Some(cmd) = exec {
         // The bounded runner cryptsetup uses (one spawn path in the binary, not two); the
         // command's output is passed on once it is done.
-        use crate::luks::cryptsetup::{run, Input};
+        use crate::luks::cryptsetup::{exit_text, run, Input};
+        use crate::luks::OpenError;
         use std::io::Write;
         let mut c = std::process::Command::new("/bin/sh");
         c.args(["-c", cmd]);
@@ -535,15 +542,32 @@ pub fn check(
             .max(Duration::from_secs(10));
         match run(c, Input::Nothing, None, left) {
             Ok(out) => {
-                let _ = std::io::stdout().write_all(&out.stdout);
-                let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+                let _ = std::io::stdout().lock().write_all(&out.stdout);
+                let _ = std::io::stderr().lock().write_all(out.stderr.as_bytes());
                 if !out.status.success() {
-                    result = result.and(Err(fail(format!("`{cmd}` failed: {}", out.status), "")));
+                    let how = exit_text(out.status);
+                    result = result.and(Err(fail(format!("`{cmd}` failed: {how}"), "")));
                 }
             }
-            Err(e) => result = result.and(Err(fail(format!("`{cmd}`: {e:?}"), ""))),
+            Err(e) => {
+                let why = match e {
+                    OpenError::Failed(words) => words,
+                    OpenError::TimedOut(t) => format!("killed after {} s", t.as_secs()),
+                    OpenError::KeyRejected => "refused".into(),
+                };
+                result = result.and(Err(fail(format!("`{cmd}`: {why}"), "")))
+            }
         }
     }
     drop(net);
     result
+}
+
+/// One line of JSON on stdout, serialised as the Vault request bodies are (one serialiser in
+/// the binary).
+fn print_json(v: &Value) {
+    use std::io::Write;
+    let mut line = serde_json::to_vec(v).unwrap_or_default();
+    line.push(b'\n');
+    let _ = std::io::stdout().lock().write_all(&line);
 }
