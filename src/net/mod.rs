@@ -24,7 +24,7 @@ use crate::config::{AuthMethod, Config, StaticAddress};
 use crate::error::{Error, Result, Step};
 use crate::log;
 use netlink::{Address, Netlink, Outcome, Route};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -452,20 +452,59 @@ impl Network {
     /// What was configured and what was added, for `net-check` and tests.
     pub fn state(&self) -> Value {
         let c = &self.changes;
-        json!({
-            "interface": self.interface,
-            "method": self.method,
-            "address": format!("{}/{}", self.address.0, self.address.1),
-            "gateway": self.gateway.map(|g| g.to_string()),
-            "dns": self.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            "seconds": (self.seconds * 1000.0).round() / 1000.0,
-            "added": {
-                "links_up": c.links_up.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
-                "addresses": c.addresses.iter().map(|a| format!("{}/{}", a.ip, a.prefix)).collect::<Vec<_>>(),
-                "routes": c.routes.iter().map(|r| format!("{}/{}", r.dst, r.prefix)).collect::<Vec<_>>(),
-                "resolv_conf": c.resolv_conf.as_ref().map(|(p, _)| p.display().to_string()),
-            }
-        })
+        let texts = |v: Vec<String>| Value::from(v);
+        object(vec![
+            ("interface", self.interface.clone().into()),
+            ("method", self.method.into()),
+            (
+                "address",
+                format!("{}/{}", self.address.0, self.address.1).into(),
+            ),
+            ("gateway", self.gateway.map(|g| g.to_string()).into()),
+            (
+                "dns",
+                texts(self.dns.iter().map(|d| d.to_string()).collect()),
+            ),
+            // milliseconds are plenty (seconds is never negative)
+            (
+                "seconds",
+                ((self.seconds * 1000.0 + 0.5) as u64 as f64 / 1000.0).into(),
+            ),
+            (
+                "added",
+                object(vec![
+                    (
+                        "links_up",
+                        texts(c.links_up.iter().map(|(_, n)| n.clone()).collect()),
+                    ),
+                    (
+                        "addresses",
+                        texts(
+                            c.addresses
+                                .iter()
+                                .map(|a| format!("{}/{}", a.ip, a.prefix))
+                                .collect(),
+                        ),
+                    ),
+                    (
+                        "routes",
+                        texts(
+                            c.routes
+                                .iter()
+                                .map(|r| format!("{}/{}", r.dst, r.prefix))
+                                .collect(),
+                        ),
+                    ),
+                    (
+                        "resolv_conf",
+                        c.resolv_conf
+                            .as_ref()
+                            .map(|(p, _)| p.display().to_string())
+                            .into(),
+                    ),
+                ]),
+            ),
+        ])
     }
 
     /// Removes what `bring_up` added. Idempotent.
@@ -504,7 +543,7 @@ pub fn check(
     let net = bring_up(config, cmdline, deadline)?;
     let state = match &net {
         Some(n) => n.state(),
-        None => json!({"configured": false}),
+        None => object(vec![("configured", false.into())]),
     };
     print_json(&state);
     let mut result = Ok(());
@@ -519,7 +558,10 @@ pub fn check(
         match host_port.to_socket_addrs() {
             Ok(addrs) => {
                 let ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
-                print_json(&json!({"resolved": name, "addresses": ips}));
+                print_json(&object(vec![
+                    ("resolved", name.into()),
+                    ("addresses", ips.into()),
+                ]));
             }
             Err(e) => {
                 result = Err(fail(
@@ -561,6 +603,16 @@ pub fn check(
     }
     drop(net);
     result
+}
+
+/// A JSON object from its fields (built directly: `json!` serialises each value into a
+/// `Value`, one instance of that per type).
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in fields {
+        m.insert(k.to_string(), v);
+    }
+    Value::Object(m)
 }
 
 /// One line of JSON on stdout, serialised as the Vault request bodies are (one serialiser in
