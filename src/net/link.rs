@@ -23,12 +23,23 @@ fn read(name: &str, file: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
+/// A hexadecimal number of 1 to 8 digits (sysfs's `flags`, the octets of a MAC address). By
+/// hand: std's from_str_radix is instantiated once per integer type.
+fn hex(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 8 {
+        return None;
+    }
+    s.chars()
+        .try_fold(0u32, |n, c| Some(n << 4 | c.to_digit(16)?))
+}
+
 pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let parts: Vec<u8> = s
-        .split([':', '-'])
-        .map(|p| u8::from_str_radix(p, 16).ok())
-        .collect::<Option<_>>()?;
-    parts.try_into().ok()
+    let mut mac = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for b in &mut mac {
+        *b = u8::try_from(hex(parts.next()?)?).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 pub fn format_mac(m: &[u8; 6]) -> String {
@@ -41,7 +52,8 @@ pub fn format_mac(m: &[u8; 6]) -> String {
 /// One interface by name, any type (loopback included).
 pub fn get(name: &str) -> Option<Link> {
     let index = read(name, "ifindex")?.parse().ok()?;
-    let flags = u32::from_str_radix(read(name, "flags")?.trim_start_matches("0x"), 16).ok()?;
+    let flags = read(name, "flags")?;
+    let flags = hex(flags.strip_prefix("0x").unwrap_or(&flags))?;
     Some(Link {
         name: name.to_string(),
         index,
@@ -106,6 +118,13 @@ mod tests {
             Some([0x52, 0x54, 0, 0x12, 0x34, 0x5a])
         );
         assert_eq!(parse_mac("52:54:00:12:34"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:56:78"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:"), None);
+        assert_eq!(parse_mac("52:54:00:12:34:100"), None);
+        assert_eq!(
+            (hex("1003"), hex(""), hex("123456789")),
+            (Some(0x1003), None, None)
+        );
         assert_eq!(parse_mac("zz:54:00:12:34:56"), None);
         assert_eq!(
             format_mac(&[0x52, 0x54, 0, 0x12, 0x34, 0x5a]),
