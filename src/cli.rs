@@ -214,7 +214,7 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             "--exec" => exec = Some(value("--exec")?),
             "--timeout" => {
                 let v = value("--timeout")?;
-                let secs: f64 = v.parse().map_err(|_| {
+                let secs = crate::config::parse_seconds_text(&v).ok_or_else(|| {
                     Error::Usage(format!("--timeout: `{v}` is not a number of seconds"))
                 })?;
                 if !(secs > 0.0 && secs <= 3600.0) {

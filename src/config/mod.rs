@@ -10,6 +10,7 @@ mod url;
 
 pub use cmdline::{parse_cmdline, CmdlineOverrides};
 pub use network::{NetworkConfig, StaticAddress};
+pub use reader::parse_seconds_text;
 pub use url::Url;
 
 use crate::error::{Error, Result};
