@@ -23,6 +23,7 @@ declare -A need=(
 	[file]=file
 	[python3]=python3
 	[zstd]=zstd
+	[dnsmasq]=dnsmasq-base
 	[cpio]=cpio
 )
 missing=()

@@ -67,6 +67,24 @@ pub fn render(config: &Config) -> String {
         t.device.as_secs_f64(),
         t.cryptsetup.as_secs_f64()
     );
+    let n = &config.network;
+    let how = match (&n.address, n.enabled) {
+        (_, false) => "off (never touched)".to_string(),
+        (None, true) => "auto: DHCP when there is no route".to_string(),
+        (Some(s), true) => format!(
+            "auto: {}/{}{} when there is no route",
+            s.address,
+            s.prefix,
+            s.gateway.map_or(String::new(), |g| format!(" via {g}"))
+        ),
+    };
+    let _ = writeln!(
+        w,
+        "network: {how}, interface {}",
+        n.interface
+            .as_deref()
+            .unwrap_or("ip=/BOOTIF=, else the first with a carrier")
+    );
     for vol in &config.volumes {
         let _ = writeln!(
             w,

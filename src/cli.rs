@@ -20,6 +20,7 @@ USAGE:
                          [--context BASE64] [--recovery]
     vault-luks [OPTIONS] rewrap [NAME...]
     vault-luks [OPTIONS] rotate NAME
+    vault-luks [OPTIONS] net-check [--timeout SECONDS] [--resolve NAME] [--exec COMMAND]
 
 COMMANDS:
     unlock    Log into Vault, decrypt each volume's key with transit and open it with
@@ -50,6 +51,10 @@ COMMANDS:
     keyscript For crypttab's keyscript= (cryptroot): print the key of volume NAME (default:
               $CRYPTTAB_NAME) to stdout, for cryptroot to pipe into cryptsetup. Installed as
               vault-luks-keyscript (a link to vault-luks), it needs no arguments.
+    net-check Bring the network up as an unlock would when nothing else has (link, DHCP or
+              a static address, routes, resolv.conf), print what was done as JSON, resolve
+              NAME, run COMMAND (sh -c), then remove exactly what was added. For testing the
+              network settings; does nothing when routes to the metadata server and Vault exist.
 
 OPTIONS:
     -c, --config PATH   Configuration file [default: $VAULT_LUKS_CONFIG, else
@@ -108,6 +113,11 @@ pub enum Command {
     Rotate {
         name: String,
     },
+    NetCheck {
+        timeout: Option<Duration>,
+        resolve: Option<String>,
+        exec: Option<String>,
+    },
     Help,
     Version,
 }
@@ -149,6 +159,9 @@ pub fn parse(args: &[String]) -> Result<Cli> {
     let mut transit_key: Option<String> = None;
     let mut transit_mount: Option<String> = None;
     let mut context: Option<String> = None;
+    // net-check's options
+    let mut resolve: Option<String> = None;
+    let mut exec: Option<String> = None;
 
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -197,9 +210,11 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             "--transit-key" => transit_key = Some(value("--transit-key")?),
             "--transit-mount" => transit_mount = Some(value("--transit-mount")?),
             "--context" => context = Some(value("--context")?),
+            "--resolve" => resolve = Some(value("--resolve")?),
+            "--exec" => exec = Some(value("--exec")?),
             "--timeout" => {
                 let v = value("--timeout")?;
-                let secs: f64 = v.parse().map_err(|_| {
+                let secs = crate::config::parse_seconds_text(&v).ok_or_else(|| {
                     Error::Usage(format!("--timeout: `{v}` is not a number of seconds"))
                 })?;
                 if !(secs > 0.0 && secs <= 3600.0) {
@@ -273,6 +288,14 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             [n] => Command::Rotate { name: n.clone() },
             _ => return Err(Error::Usage("rotate takes one volume name".into())),
         },
+        Some("net-check") => no_names(
+            Command::NetCheck {
+                timeout: timeout.take(),
+                resolve: resolve.take(),
+                exec: exec.take(),
+            },
+            &names,
+        )?,
         Some("help") => Command::Help,
         Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
     };
@@ -298,6 +321,8 @@ pub fn parse(args: &[String]) -> Result<Cli> {
         "--timeout",
         timeout.is_none() || matches!(command, Command::Unlock { .. }),
     )?;
+    only_for("--resolve", resolve.is_none())?;
+    only_for("--exec", exec.is_none())?;
     only_for(
         "--prompt",
         prompt == PromptArg::Default || matches!(command, Command::Unlock { .. }),
@@ -411,6 +436,30 @@ mod tests {
             }
         );
         assert!(p(&["keyscript", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn net_check_takes_its_own_options_only() {
+        assert_eq!(
+            p(&[
+                "net-check",
+                "--timeout",
+                "5",
+                "--resolve",
+                "vault.test",
+                "--exec=true"
+            ])
+            .unwrap()
+            .command,
+            Command::NetCheck {
+                timeout: Some(Duration::from_secs(5)),
+                resolve: Some("vault.test".into()),
+                exec: Some("true".into())
+            }
+        );
+        assert!(p(&["unlock", "--resolve", "x"]).is_err());
+        assert!(p(&["status", "--exec", "x"]).is_err());
+        assert!(p(&["net-check", "eth0"]).is_err());
     }
 
     #[test]

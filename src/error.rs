@@ -45,6 +45,7 @@ pub enum Step {
     Cryptsetup,
     Close,
     Unlock,
+    Network,
 }
 
 impl Step {
@@ -62,6 +63,7 @@ impl Step {
             Step::Cryptsetup => "cryptsetup",
             Step::Close => "close",
             Step::Unlock => "unlock",
+            Step::Network => "network",
         }
     }
 }

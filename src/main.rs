@@ -13,9 +13,11 @@ mod lifecycle;
 mod log;
 mod luks;
 mod metadata;
+mod net;
 mod prompt;
 mod retry;
 mod secret;
+mod sort;
 mod status;
 mod unlock;
 mod vault;
@@ -212,6 +214,17 @@ fn run(args: &[String]) -> Result<()> {
             print!("{}", check::render(&config));
             Ok(())
         }
+        Command::NetCheck {
+            timeout,
+            resolve,
+            exec,
+        } => net::check(
+            &config,
+            &read_cmdline(),
+            timeout.unwrap_or(config.timeouts.unlock),
+            resolve.as_deref(),
+            exec.as_deref(),
+        ),
         Command::Help | Command::Version | Command::AskConsole { .. } => {
             unreachable!("handled above")
         }

@@ -75,6 +75,7 @@ fn check_prints_resolved_settings_and_never_a_secret() {
         "metadata.url: http://169.254.169.254/1.0/meta-data/",
         "auth: the token in VAULT_TOKEN is used instead (value hidden)",
         "timeouts: unlock 60s, request 10s, device 30s, cryptsetup 120s",
+        "network: auto: DHCP when there is no route, interface ip=/BOOTIF=, else the first with a carrier",
         "volume luks: device",
         "transit transit/luks, key base64 text (as the article)",
     ] {

@@ -2,7 +2,7 @@
 //! As systemd-cryptsetup does with its options: a malformed value is warned about and ignored;
 //! an address is validated like any other (plain http still needs vault.allow_http in the file).
 
-use super::reader::parse_seconds_value;
+use super::reader::{parse_seconds_text, parse_seconds_value};
 use std::time::Duration;
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -63,7 +63,7 @@ pub fn parse_cmdline(cmdline: &str) -> CmdlineOverrides {
                 )),
             },
             "rd.vault-luks.timeout" => match value
-                .and_then(|v| v.parse::<f64>().ok())
+                .and_then(parse_seconds_text)
                 .map(parse_seconds_value)
             {
                 Some(Ok(d)) => o.timeout = Some(d),
@@ -71,7 +71,7 @@ pub fn parse_cmdline(cmdline: &str) -> CmdlineOverrides {
                     "ignoring `{word}`: expected rd.vault-luks.timeout=SECONDS (1 to 3600)"
                 )),
             },
-            "rd.vault-luks.prompt-timeout" => match value.and_then(|v| v.parse::<f64>().ok()) {
+            "rd.vault-luks.prompt-timeout" => match value.and_then(parse_seconds_text) {
                 Some(0.0) => o.prompt_timeout = Some(Duration::ZERO),
                 Some(secs) => match parse_seconds_value(secs) {
                     Ok(d) => o.prompt_timeout = Some(d),

@@ -4,10 +4,13 @@
 //! security (plain http, skipped TLS checks) must be spelled out in the file and is warned about.
 
 mod cmdline;
+mod network;
 mod reader;
 mod url;
 
 pub use cmdline::{parse_cmdline, CmdlineOverrides};
+pub use network::{NetworkConfig, StaticAddress};
+pub use reader::parse_seconds_text;
 pub use url::Url;
 
 use crate::error::{Error, Result};
@@ -33,6 +36,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub metadata: MetadataConfig,
     pub timeouts: Timeouts,
+    pub network: NetworkConfig,
     pub volumes: Vec<Volume>,
     /// Things the operator should know (insecure options, ignored settings). Printed by callers.
     pub warnings: Vec<String>,
@@ -188,6 +192,10 @@ impl Config {
             Some(o) => parse_timeouts(o)?,
             None => Timeouts::default(),
         };
+        let network = match top.object("network")? {
+            Some(o) => network::parse_network(o)?,
+            None => NetworkConfig::default(),
+        };
         // Absent or empty is allowed: `vault-luks enroll` adds volumes to such a file.
         let items = top.array("volumes")?.unwrap_or_default();
         if items.is_empty() {
@@ -220,6 +228,7 @@ impl Config {
             auth,
             metadata,
             timeouts,
+            network,
             volumes,
             warnings,
         })
@@ -343,7 +352,7 @@ impl Config {
                 .iter()
                 .filter_map(|v| v.ciphertext_file.clone()),
         );
-        files.sort();
+        crate::sort::sort(&mut files);
         files.dedup();
         files
     }

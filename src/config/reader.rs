@@ -158,7 +158,7 @@ impl<'o> Obj<'o> {
             return Ok(());
         };
         let mut known = self.known.clone();
-        known.sort_unstable();
+        crate::sort::sort(&mut known);
         known.dedup();
         let hint = match closest(unknown, &known) {
             Some(k) => format!("; did you mean `{k}`?"),
@@ -170,6 +170,39 @@ impl<'o> Obj<'o> {
             format!("unknown key (known keys here: {}){hint}", known.join(", ")),
         ))
     }
+}
+
+/// A number of seconds as written on a command line: digits with an optional sign and decimal
+/// point (`30`, `2.5`, `.5`, `-1`); None for anything else (exponents and `inf` included).
+/// By hand: std's float parser brings about 15 KiB of code and tables into the binary for the
+/// three options that read seconds from text (JSON numbers are serde_json's own). The digits
+/// become one integer and one power of ten, both exact in an f64, so the one division rounds
+/// as std's parser does.
+pub fn parse_seconds_text(s: &str) -> Option<f64> {
+    let (negative, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let value = if int.len() > 15 {
+        f64::INFINITY // far out of any range, as std would have it
+    } else {
+        // At most 15 digits in all (exact in an f64); later fraction digits are below a
+        // nanosecond for any number in range.
+        let frac = &frac[..frac.len().min(15 - int.len())];
+        let n = int
+            .bytes()
+            .chain(frac.bytes())
+            .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+        n as f64 / 10f64.powi(frac.len() as i32)
+    };
+    Some(if negative { -value } else { value })
 }
 
 pub fn parse_seconds_value(secs: f64) -> std::result::Result<Duration, String> {
@@ -296,5 +329,43 @@ mod tests {
         assert_eq!(edit_distance("adress", "address"), 1);
         assert_eq!(edit_distance("role", "role"), 0);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn seconds_text_parses_as_std_does_for_decimal_forms() {
+        let exact =
+            "0 1 30 3600 2.5 .5 5. 0.1 0.3 1.05 +7 -1 -0.5 007.250 3600.000000001 0.000000001";
+        for t in exact.split(' ') {
+            assert_eq!(parse_seconds_text(t), t.parse::<f64>().ok(), "{t}");
+        }
+        // Past 15 digits the rest is dropped: far below a nanosecond, or far out of range.
+        for t in ["0.1234567890123456789", "3599.999999999999999"] {
+            let (ours, std) = (parse_seconds_text(t).unwrap(), t.parse::<f64>().unwrap());
+            assert!((ours - std).abs() < 1e-9, "{t}");
+        }
+        for t in ["12345678.123456789", "99999999999999999999"] {
+            assert!(
+                parse_seconds_value(parse_seconds_text(t).unwrap()).is_err(),
+                "{t}"
+            );
+        }
+        for t in [
+            "", ".", "+", "-", "1e3", "inf", "NaN", "1.2.3", " 1", "1 ", "0x10", "1,5", "--1",
+        ] {
+            assert_eq!(parse_seconds_text(t), None, "{t}");
+        }
+        let mut seed = 0x2545f491u32;
+        for _ in 0..20000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let t = format!(
+                "{}.{:0w$}",
+                seed % 4000,
+                seed / 7 % 1_000_000,
+                w = (seed % 7) as usize
+            );
+            assert_eq!(parse_seconds_text(&t), t.parse::<f64>().ok(), "{t}");
+        }
     }
 }

@@ -200,3 +200,53 @@ fn a_config_without_volumes_is_valid_and_says_so() {
     assert!(c.volumes.is_empty());
     assert!(c.warnings.iter().any(|w| w.contains("vault-luks enroll")));
 }
+
+#[test]
+fn network_defaults_to_auto_dhcp() {
+    let c = parse(ARTICLE).unwrap();
+    assert_eq!(c.network, NetworkConfig::default());
+    assert!(c.network.enabled);
+    assert_eq!(c.network.carrier_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn network_static_address_and_off() {
+    let c = parse(
+        r#"{"vault": {"address": "https://v:8200"}, "auth": {"role": "r"},
+        "network": {"interface": "ens3", "address": "192.0.2.10/24", "gateway": "192.0.2.1",
+                    "dns": ["192.0.2.53"], "carrier_timeout": 3}}"#,
+    )
+    .unwrap();
+    let n = &c.network;
+    assert_eq!(n.interface.as_deref(), Some("ens3"));
+    assert_eq!(n.carrier_timeout, Duration::from_secs(3));
+    assert_eq!(
+        n.address,
+        Some(StaticAddress {
+            address: "192.0.2.10".parse().unwrap(),
+            prefix: 24,
+            gateway: Some("192.0.2.1".parse().unwrap()),
+            dns: vec!["192.0.2.53".parse().unwrap()],
+        })
+    );
+    let off = parse(r#"{"vault": {"address": "https://v:8200"}, "auth": {"role": "r"}, "network": {"mode": "off"}}"#).unwrap();
+    assert!(!off.network.enabled);
+}
+
+#[test]
+fn network_errors_name_the_field() {
+    let base = |n: &str| {
+        err(&format!(
+            r#"{{"vault": {{"address": "https://v:8200"}}, "auth": {{"role": "r"}}, "network": {n}}}"#
+        ))
+    };
+    assert!(base(r#"{"mode": "manual"}"#).contains("network.mode: `manual` is not auto"));
+    assert!(base(r#"{"address": "192.0.2.10"}"#)
+        .contains("network.address: `192.0.2.10`: write it as ADDRESS/PREFIX"));
+    assert!(base(r#"{"address": "192.0.2.10/33"}"#).contains("the prefix must be 1 to 32"));
+    assert!(base(r#"{"address": "192.0.2.300/24"}"#).contains("is not an IPv4 address"));
+    assert!(base(r#"{"gateway": "192.0.2.1"}"#)
+        .contains("network.gateway: applies to a static address"));
+    assert!(base(r#"{"interface": "a/b"}"#).contains("is not an interface name"));
+    assert!(base(r#"{"adress": "x"}"#).contains("did you mean `address`?"));
+}

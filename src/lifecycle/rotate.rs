@@ -172,7 +172,8 @@ fn find_slot(
 ) -> Result<Option<u32>> {
     let mut slots = header.keyslots.clone();
     if let Some((_, b)) = header.binding() {
-        slots.sort_by_key(|s| *s != b.keyslot);
+        // The token's keyslot first, the others in their order.
+        crate::sort::sort_by(&mut slots, |x, y| *x == b.keyslot && *y != b.keyslot);
     }
     for s in slots {
         if key_opens(cs, &v.device, Some(s), key)? {

@@ -95,15 +95,20 @@ impl Cryptsetup {
 
 fn describe(out: &Output) -> String {
     let words = out.stderr.trim();
-    let code = out.status.code().map_or_else(
-        || "killed by a signal".to_string(),
-        |c| format!("exit code {c}"),
-    );
+    let code = exit_text(out.status);
     if words.is_empty() {
         code
     } else {
         format!("{words} ({code})")
     }
+}
+
+/// `exit code N` or `killed by a signal`.
+pub fn exit_text(status: ExitStatus) -> String {
+    status.code().map_or_else(
+        || "killed by a signal".to_string(),
+        |c| format!("exit code {c}"),
+    )
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -166,7 +166,7 @@ fn parse_luks2(json: &[u8]) -> Result<Header, String> {
             .and_then(Value::as_object)
             .map(|o| o.keys().filter_map(|k| k.parse().ok()).collect())
             .unwrap_or_default();
-        ids.sort_unstable();
+        crate::sort::sort(&mut ids);
         ids
     };
     let tokens = ids("tokens")

@@ -13,7 +13,8 @@ pub fn mount_points(device: &Path) -> Vec<String> {
     let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points = parse(&info, major, minor);
-    points.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    let depth = |p: &String| p.matches('/').count();
+    crate::sort::sort_by(&mut points, |a, b| depth(a) > depth(b));
     points
 }
 
