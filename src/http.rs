@@ -199,6 +199,10 @@ fn classify(e: ureq::Error, timeout: Duration, limit: u64) -> HttpError {
             HttpError::Tls(io.to_string())
         }
         ureq::Error::Io(io) => HttpError::Connect(io.to_string()),
+        // The connection closed without an answer, or with something that is not HTTP: a
+        // server restarting or a proxy dropping us. Vault's client retries these (any
+        // transport error), and so do we.
+        ureq::Error::Protocol(p) => HttpError::Connect(format!("no HTTP answer ({p})")),
         ureq::Error::ConnectionFailed => HttpError::Connect("connection failed".to_string()),
         ureq::Error::HostNotFound => HttpError::Connect("host name not found".to_string()),
         ureq::Error::BodyExceedsLimit(_) => HttpError::TooLarge(limit),

@@ -80,6 +80,29 @@ fn metadata_server_too_slow() {
         .assert_within(BOUND);
 }
 
+/// A server that answers something that is not HTTP and hangs up (a proxy or a restarting
+/// server in the way): retried like a refused connection, as Vault's own client does.
+#[test]
+fn a_server_answering_garbage_is_retried() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.read(&mut [0u8; 4096]);
+            let _ = conn.write_all(b"SSH-2.0-not-vault\r\n\r\n");
+        }
+    });
+    let mut case = Case::new("vault-hangs-up", &[]);
+    case.config["vault"]["address"] = json!(format!("http://127.0.0.1:{port}"));
+    case.run()
+        .assert_code(1)
+        .assert_stderr("vault login: attempt 1 failed")
+        .assert_stderr("no HTTP answer")
+        .assert_stderr("attempt 3 failed")
+        .assert_within(BOUND);
+}
+
 #[test]
 fn vault_down() {
     let mut case = Case::new("vault-down", &[]);
