@@ -113,7 +113,10 @@ impl Method {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if matches!(self, Method::Console | Method::Program(_)) {
+        // askpass's console method, our own and a user's program ask on the terminal they are
+        // given (the console, in an initramfs); systemd-ask-password without a terminal goes
+        // through the password agents, which is what we want from it.
+        if !matches!(self, Method::Systemd(_)) {
             c.stdin(Stdio::inherit());
         }
         Ok(c)

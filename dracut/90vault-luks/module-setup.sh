@@ -43,6 +43,8 @@ install() {
     inst_binary "$bin" /usr/sbin/vault-luks
     inst_script "$moddir/vault-luks-initrd.sh" /usr/sbin/vault-luks-initrd
     inst_multiple cryptsetup
+    # The fallback prompt asks through systemd's password agents (console, plymouth, SSH).
+    inst_multiple -o systemd-ask-password systemd-tty-ask-password-agent
     inst_multiple -o lvm
     inst_simple "$config" /etc/vault-luks/config.json
     chmod 0600 "${initdir}/etc/vault-luks/config.json"
