@@ -1,0 +1,23 @@
+#!/bin/bash
+# The real root (init=) after a fallback-test boot: which volumes the initramfs left open, the
+# marker on luks (mounted read-only), and each LV's header area hash, to compare with what
+# provisioning reported. Closes everything again. IO disk input: marker.
+set -uo pipefail
+say() { echo "VMTEST RESULT $1"; }
+if cryptsetup status luks >/dev/null 2>&1; then say luks_open=yes; else say luks_open=no; fi
+mkdir -p /luks
+if mount -o ro /dev/mapper/luks /luks 2>/dev/null; then
+    if cmp -s /luks/vmtest-marker marker; then say marker=ok; else say marker=bad; fi
+    umount /luks
+else
+    say marker=unmountable
+fi
+for lv in /dev/vg.flex/lv.*; do
+    name=${lv##*/lv.}
+    if [ "$name" != luks ]; then
+        if cryptsetup status "$name" >/dev/null 2>&1; then say "${name}_open=yes"; else say "${name}_open=no"; fi
+    fi
+    cryptsetup close "$name" 2>/dev/null
+    say "header_$name=$(head -c 16777216 "$lv" | sha256sum | cut -c1-64)"
+done
+vgchange -q -an vg.flex >/dev/null 2>&1
