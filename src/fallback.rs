@@ -48,6 +48,10 @@ impl Queue {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.events.lock().map(|q| q.is_empty()).unwrap_or(true)
+    }
+
     fn recv_timeout(&self, wait: Duration) -> Option<Event> {
         let q = self.events.lock().ok()?;
         let (mut q, _) = self
@@ -98,9 +102,15 @@ pub fn unlock(
             || trouble_seen()
             || !auto_running
             || locked.iter().any(|(_, e)| e.is_some());
-        if prompt.is_none() && want_prompt && now >= next_prompt && empty_answers < 3 {
-            let (v, _) = &locked[0];
-            let message = if auto_running {
+        // Events first: a prompt says whether Vault is still being asked for its volume.
+        if prompt.is_none()
+            && want_prompt
+            && now >= next_prompt
+            && empty_answers < 3
+            && queue.is_empty()
+        {
+            let (v, failed) = &locked[0];
+            let message = if auto_running && failed.is_none() {
                 format!(
                     "Passphrase for {} (Vault not answering, still retrying):",
                     v.name
