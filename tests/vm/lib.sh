@@ -200,6 +200,38 @@ vm_io_disk() {
 
 # --- host-side servers (loopback only) ----------------------------------------------------------------
 
+# vm_flavour "$@": the one argument every test script takes, initramfs-tools or dracut; usage
+# message and exit 2 otherwise. Prints the flavour.
+vm_flavour() {
+    if [ $# != 1 ] || ! [[ $1 =~ ^(initramfs-tools|dracut)$ ]]; then
+        echo "usage: $0 initramfs-tools|dracut" >&2
+        exit 2
+    fi
+    printf '%s\n' "$1"
+}
+
+# vm_vault_standin: a real OpenBao (transit set up the article's way: tests/fixtures/openbao-dev.sh)
+# with the Exoscale stand-ins in front of it (role storage -> policy transit-luks, a random
+# instance id), loopback only, both stopped at exit. Sets BAO_ADDR, BAO_TOKEN and BAO_PID (root
+# access, for the host's own setup), VM_META_PORT (exported, for vm_start) and VM_VAULT_PORT (the
+# stand-in's Vault port; its fault API is at /_standin/faults). Logs: bao.log, standin.log.
+vm_vault_standin() {
+    local repo standin_pid
+    repo=$(cd "$VM_LIB_DIR/../.." && pwd)
+    eval "$("$repo/tests/fixtures/openbao-dev.sh" "$VM_WORK/bao.log")"
+    vm_on_exit "kill $BAO_PID 2>/dev/null"
+    "$repo/tests/standins/exoscale_standin.py" --upstream "$BAO_ADDR" --role storage=transit-luks \
+        --instance-id "$(cat /proc/sys/kernel/random/uuid)" >"$VM_WORK/ports" 2>"$VM_WORK/standin.log" &
+    standin_pid=$!
+    vm_on_exit "kill $standin_pid 2>/dev/null; wait $standin_pid 2>/dev/null"
+    for _ in $(seq 100); do [ -s "$VM_WORK/ports" ] && break; sleep 0.1; done
+    [ -s "$VM_WORK/ports" ] || vm_die "the Exoscale stand-in did not start (see $VM_WORK/standin.log)"
+    VM_META_PORT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata_port"])' <"$VM_WORK/ports")
+    # shellcheck disable=SC2034 # for the scripts that source this file
+    VM_VAULT_PORT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["vault_port"])' <"$VM_WORK/ports")
+    export VM_META_PORT
+}
+
 # vm_free_port: a free TCP port on 127.0.0.1.
 vm_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -12,11 +12,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-if [ $# != 1 ] || ! [[ $1 =~ ^(initramfs-tools|dracut)$ ]]; then
-    echo "usage: $0 initramfs-tools|dracut" >&2
-    exit 2
-fi
-flavour=$1
+flavour=$(vm_flavour "$@")
 vm_init
 vm_time_start "smoke:$flavour"
 
