@@ -114,9 +114,12 @@ impl Method {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // askpass's console method, our own and a user's program ask on the terminal they are
-        // given (the console, in an initramfs); systemd-ask-password without a terminal goes
-        // through the password agents, which is what we want from it.
-        if !matches!(self, Method::Systemd(_)) {
+        // given (the console, in an initramfs). systemd-ask-password asks on a terminal when
+        // it has one (an operator's SSH shell) and otherwise through the password agents
+        // (console, plymouth: the initramfs unit, whose stdin is not a terminal).
+        if !matches!(self, Method::Systemd(_))
+            || std::io::IsTerminal::is_terminal(&std::io::stdin())
+        {
             c.stdin(Stdio::inherit());
         }
         Ok(c)

@@ -16,11 +16,7 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
-if [ $# != 1 ] || ! [[ $1 =~ ^(initramfs-tools|dracut)$ ]]; then
-    echo "usage: $0 initramfs-tools|dracut" >&2
-    exit 2
-fi
-flavour=$1
+flavour=$(vm_flavour "$@")
 repo=$(cd "$VM_LIB_DIR/../.." && pwd)
 vm_init
 vm_time_start "fallback:$flavour"
@@ -29,18 +25,9 @@ vm_ensure_image "$flavour"
 img=$(vm_image_dir "$flavour")
 
 # --- host: OpenBao, the stand-ins, a TLS server whose certificate names another host --------------
-eval "$("$repo/tests/fixtures/openbao-dev.sh" "$VM_WORK/bao.log")"
-vm_on_exit "kill $BAO_PID 2>/dev/null"
+vm_vault_standin
+vault_port=$VM_VAULT_PORT
 bao write -f transit/keys/other >/dev/null
-instance_id=$(cat /proc/sys/kernel/random/uuid)
-"$repo/tests/standins/exoscale_standin.py" --upstream "$BAO_ADDR" --role storage=transit-luks \
-    --instance-id "$instance_id" >"$VM_WORK/ports" 2>"$VM_WORK/standin.log" &
-standin_pid=$!
-vm_on_exit "kill $standin_pid 2>/dev/null; wait $standin_pid 2>/dev/null"
-for _ in $(seq 100); do [ -s "$VM_WORK/ports" ] && break; sleep 0.1; done
-VM_META_PORT=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["metadata_port"])' <"$VM_WORK/ports")
-vault_port=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["vault_port"])' <"$VM_WORK/ports")
-export VM_META_PORT
 faults() { curl -sf -X POST -d "$1" "http://127.0.0.1:$vault_port/_standin/faults" >/dev/null; }
 
 tls=$VM_WORK/tls
