@@ -12,6 +12,7 @@ use crate::luks::{Cryptsetup, OpenError};
 use crate::prompt::{read_answer, Method, Prompt};
 use crate::retry::{trouble_seen, Deadline};
 use crate::secret::Secret;
+use crate::unlock::STATUS_TIMEOUT;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -64,7 +65,6 @@ impl Queue {
 
 /// How often volumes still locked are checked for having been opened by someone else.
 const OPENED_ELSEWHERE_CHECK: Duration = Duration::from_secs(2);
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Unlocks `pending` (volume, ciphertext), Vault and prompt racing; failures of the volumes
 /// that stay locked go to `failures`.

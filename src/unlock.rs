@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long `cryptsetup status` may take: it only reads device-mapper state.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The configured volumes named on the command line (all when none are named).
 pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Volume>> {
