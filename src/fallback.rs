@@ -213,6 +213,9 @@ pub fn unlock(
     if let Some(p) = prompt.take() {
         p.withdraw();
     }
+    // The Vault thread may still be at work (every volume was opened by a passphrase): what
+    // it configured of the network goes now, and it can configure nothing more.
+    crate::net::teardown();
     for (v, e) in locked {
         let e = e.unwrap_or_else(|| {
             Error::failed(
@@ -282,7 +285,7 @@ fn start_prompt(
 
 /// The automatic path in its own thread: it fetches keys and never opens anything. When every
 /// volume is open before it finishes, the process ends without waiting for it (its token
-/// expires on its own: the login's TTL).
+/// expires on its own: the login's TTL; the network it raised is taken down by `unlock`).
 fn spawn_automatic(config: Config, pending: Vec<(Volume, String)>, tx: Sender) {
     std::thread::spawn(move || {
         let deadline = Deadline::after(config.timeouts.unlock);

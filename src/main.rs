@@ -106,12 +106,14 @@ fn run(args: &[String]) -> Result<()> {
     }
 
     let mut config = Config::load(&cli.config, &|name| std::env::var(name).ok())?;
-    let overrides = if cli.use_cmdline {
-        parse_cmdline(&read_cmdline())
+    let cmdline = if cli.use_cmdline {
+        read_cmdline()
     } else {
-        Default::default()
+        String::new()
     };
+    let overrides = parse_cmdline(&cmdline);
     config.apply_cmdline(&overrides)?;
+    config.network.kernel_cmdline = cmdline;
     if overrides.debug {
         log::set_debug(true);
     }
@@ -220,7 +222,6 @@ fn run(args: &[String]) -> Result<()> {
             exec,
         } => net::check(
             &config,
-            &read_cmdline(),
             timeout.unwrap_or(config.timeouts.unlock),
             resolve.as_deref(),
             exec.as_deref(),

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 /// while the retries go on (see `fallback`).
 static TROUBLE: AtomicBool = AtomicBool::new(false);
 
+/// For waits outside `run` (a DHCP server that does not answer yet).
+pub fn note_trouble() {
+    TROUBLE.store(true, Ordering::SeqCst);
+}
+
 pub fn trouble_seen() -> bool {
     TROUBLE.load(Ordering::SeqCst)
 }
@@ -24,6 +29,10 @@ impl Deadline {
         Deadline {
             end: Instant::now() + d,
         }
+    }
+
+    pub fn instant(&self) -> Instant {
+        self.end
     }
 
     pub fn remaining(&self) -> Duration {

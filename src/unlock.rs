@@ -270,6 +270,8 @@ fn fetch_keys<'p, 'c>(
     deadline: &Deadline,
     failures: &mut Vec<(String, Error)>,
 ) -> Result<Vec<(&'p Pending<'c>, Secret)>> {
+    // Up only while Vault is asked: dropped (torn down) on every way out of here.
+    let network = crate::net::bring_up(config, deadline.instant())?;
     let (vault, token) = connect(config, deadline)?;
 
     // One request per transit key; volumes sharing a key go in one batch.
@@ -314,6 +316,7 @@ fn fetch_keys<'p, 'c>(
         }
     }
     auth::finish(&vault, token, deadline);
+    drop(network);
     Ok(keys)
 }
 

@@ -66,3 +66,13 @@ fn kernel_ip_static_address() {
 fn a_failure_half_way_undoes_what_was_done() {
     case("failure-undone");
 }
+
+#[test]
+fn an_interface_that_appears_late_is_waited_for() {
+    case("late-nic");
+}
+
+#[test]
+fn a_typed_passphrase_ends_the_unlock_and_the_network_goes_with_it() {
+    case("prompt-wins");
+}

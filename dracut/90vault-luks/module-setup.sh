@@ -4,7 +4,10 @@
 # cryptsetup and dm-crypt. One module for both kinds of initrd: in a systemd initrd a unit
 # ordered after network-online.target and before cryptsetup.target; in a plain dracut initrd a
 # pre-mount hook; both run vault-luks-initrd (LVM activation, then unlock).
-# Networking comes from dracut's network module (rd.neednet=1 ip=dhcp in the image's cmdline.d).
+# The network: vault-luks brings it up itself when it finds no route to the metadata server or
+# Vault (and takes it down again), so dracut's network module is not needed. Who prefers it sets
+# vault_luks_network="dracut" in a dracut.conf.d file: the module is then required, DHCP is asked
+# for on the image's command line, and the unit waits for network-online.target.
 
 vault_luks_config() {
     echo "${VAULT_LUKS_CONFIG:-/etc/vault-luks/config.json}"
@@ -23,8 +26,24 @@ check() {
     return 255
 }
 
+# own (default) or dracut; set in dracut.conf.d, which dracut sources before calling us.
+vault_luks_network_mode() {
+    case ${vault_luks_network:-own} in
+        own | dracut) echo "${vault_luks_network:-own}" ;;
+        *)
+            derror "vault-luks: vault_luks_network=\"$vault_luks_network\" is not own or dracut; using own"
+            echo own
+            ;;
+    esac
+}
+
 depends() {
-    echo network crypt lvm
+    if [[ $(vault_luks_network_mode) == dracut ]]; then
+        echo network crypt lvm
+    else
+        # Only the NIC drivers: vault-luks raises the link and runs DHCP itself.
+        echo kernel-network-modules crypt lvm
+    fi
     return 0
 }
 
@@ -65,13 +84,19 @@ install() {
         inst_hook pre-mount 50 "$moddir/vault-luks-pre-mount.sh"
     fi
 
-    # Until vault-luks raises the network itself, ask dracut's network module for DHCP: on the
-    # image's command line (network-legacy, NetworkManager) and as a .network file (the
-    # systemd-networkd handler reads ip= only from the kernel's command line).
-    mkdir -p "${initdir}/etc/cmdline.d"
-    echo "rd.neednet=1 ip=dhcp" >"${initdir}/etc/cmdline.d/90vault-luks.conf"
-    if dracut_module_included systemd-networkd; then
-        inst_simple "$moddir/90-vault-luks.network" /etc/systemd/network/90-vault-luks.network
+    if [[ $(vault_luks_network_mode) == dracut ]]; then
+        # DHCP from dracut's network module: on the image's command line (network-legacy,
+        # NetworkManager) and as a .network file (the systemd-networkd handler reads ip= only
+        # from the kernel's command line); the unit waits for it.
+        mkdir -p "${initdir}/etc/cmdline.d"
+        echo "rd.neednet=1 ip=dhcp" >"${initdir}/etc/cmdline.d/90vault-luks.conf"
+        if dracut_module_included systemd-networkd; then
+            inst_simple "$moddir/90-vault-luks.network" /etc/systemd/network/90-vault-luks.network
+        fi
+        if dracut_module_included systemd; then
+            inst_simple "$moddir/vault-luks-network-online.conf" \
+                "$systemdsystemunitdir/vault-luks.service.d/network-online.conf"
+        fi
     fi
     dracut_need_initqueue
 }

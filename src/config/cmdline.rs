@@ -19,6 +19,8 @@ pub struct CmdlineOverrides {
     pub prompt_only: bool,
     /// `rd.vault-luks.prompt-timeout=SECONDS`: how long the prompt stays up (0: no prompt).
     pub prompt_timeout: Option<Duration>,
+    /// `rd.vault-luks.network=off|auto`: network.mode for this boot.
+    pub network: Option<bool>,
     pub warnings: Vec<String>,
 }
 
@@ -81,6 +83,13 @@ pub fn parse_cmdline(cmdline: &str) -> CmdlineOverrides {
                 },
                 None => o.warnings.push(format!(
                     "ignoring `{word}`: expected rd.vault-luks.prompt-timeout=SECONDS (0 to 3600)"
+                )),
+            },
+            "rd.vault-luks.network" => match value {
+                Some("auto") => o.network = Some(true),
+                Some("off") => o.network = Some(false),
+                _ => o.warnings.push(format!(
+                    "ignoring `{word}`: expected rd.vault-luks.network=auto or =off"
                 )),
             },
             k if k.starts_with("rd.vault-luks.") => {
@@ -165,6 +174,19 @@ mod tests {
         assert!(
             o.warnings[3].contains("unknown kernel command line option `rd.vault-luks.adress=x`")
         );
+    }
+
+    #[test]
+    fn network_switch() {
+        assert_eq!(
+            parse_cmdline("rd.vault-luks.network=off").network,
+            Some(false)
+        );
+        let o = parse_cmdline("rd.vault-luks.network=off rd.vault-luks.network=auto");
+        assert_eq!(o.network, Some(true));
+        let o = parse_cmdline("rd.vault-luks.network=0 rd.vault-luks.network");
+        assert_eq!(o.network, None);
+        assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
     }
 
     #[test]

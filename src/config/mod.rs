@@ -289,6 +289,9 @@ impl Config {
         if let Some(t) = o.prompt_timeout {
             self.timeouts.prompt = t;
         }
+        if let Some(on) = o.network {
+            self.network.enabled = on;
+        }
         self.warnings.extend(o.warnings.iter().cloned());
         self.validate()
     }

@@ -17,6 +17,8 @@ pub struct NetworkConfig {
     pub address: Option<StaticAddress>,
     /// How long to wait for a carrier on the interface(s).
     pub carrier_timeout: Duration,
+    /// The kernel command line's text, for `ip=` and `BOOTIF=` (empty with --no-cmdline).
+    pub kernel_cmdline: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,7 @@ impl Default for NetworkConfig {
             interface: None,
             address: None,
             carrier_timeout: Duration::from_secs(10),
+            kernel_cmdline: String::new(),
         }
     }
 }

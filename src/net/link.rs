@@ -1,8 +1,7 @@
 //! Network interfaces: what there is (read from /proc/net/dev and /sys/class/net), which one to
-//! use, raising it and waiting, bounded, for a carrier.
+//! use, and whether it has a carrier.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 const SYS_NET: &str = "/sys/class/net";
 const PROC_NET_DEV: &str = "/proc/net/dev";
@@ -88,19 +87,6 @@ pub fn ethernet() -> Vec<Link> {
 /// Carrier of a link that is up (the kernel refuses to say for one that is down).
 pub fn has_carrier(name: &str) -> bool {
     read(name, "carrier").as_deref() == Some("1")
-}
-
-/// The first of `candidates` to show a carrier before `until`, polled every 50 ms.
-pub fn wait_for_carrier(candidates: &[Link], until: Instant) -> Option<&Link> {
-    loop {
-        if let Some(l) = candidates.iter().find(|l| has_carrier(&l.name)) {
-            return Some(l);
-        }
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,11 @@
 //! returned `Network`, whose `teardown` (also run on drop, and by `bring_up` itself when it
 //! fails half-way) undoes exactly those, newest first, and nothing else.
 //!
-//! For the unlock: `let net = net::bring_up(&config, &cmdline, deadline)?;` before the
-//! metadata step, and `drop(net)` (or `net.teardown()`) once cryptsetup is done.
+//! The changes live in one record for the whole process, not in the `Network` value: at boot
+//! the network is brought up by the thread that asks Vault, and the main thread may be done
+//! first (a typed passphrase opened every volume). Whoever finishes calls `teardown`; after
+//! it, any change still attempted is refused, so nothing can be left behind by a thread the
+//! process does not wait for.
 
 mod cmdline;
 mod dhcp;
@@ -27,6 +30,7 @@ use netlink::{Address, Netlink, Outcome, Route};
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Stands for "anything off the local link" when a Vault address is a host name: a route to
@@ -34,7 +38,7 @@ use std::time::{Duration, Instant};
 const BEYOND_THE_LINK: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 /// What we changed, in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Changes {
     links_up: Vec<(u32, String)>,
     addresses: Vec<Address>,
@@ -42,16 +46,49 @@ struct Changes {
     resolv_conf: Option<(PathBuf, Vec<Ipv4Addr>)>,
 }
 
+struct Record {
+    changes: Changes,
+    /// Set by `teardown`: no change may be made after it.
+    closed: bool,
+}
+
+static RECORD: Mutex<Record> = Mutex::new(Record {
+    changes: Changes {
+        links_up: Vec::new(),
+        addresses: Vec::new(),
+        routes: Vec::new(),
+        resolv_conf: None,
+    },
+    closed: false,
+});
+
+fn record() -> MutexGuard<'static, Record> {
+    // A thread that panicked holding the lock left the record as it was; undoing still works.
+    RECORD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes one change and records it, unless the network was already torn down. The lock is
+/// held while the change is made (a netlink round trip), so a teardown cannot slip between
+/// the change and its record.
+fn change<T>(f: impl FnOnce(&mut Changes) -> Result<T>) -> Result<T> {
+    let mut r = record();
+    if r.closed {
+        return Err(fail(
+            "the unlock finished while the network was being configured; stopped",
+            "",
+        ));
+    }
+    f(&mut r.changes)
+}
+
 /// A network vault-luks brought up. Dropping it tears it down.
 pub struct Network {
-    changes: Changes,
     pub interface: String,
     pub method: &'static str,
     pub address: (Ipv4Addr, u8),
     pub gateway: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
     pub seconds: f64,
-    torn_down: bool,
 }
 
 fn fail(detail: impl Into<String>, hint: &str) -> Error {
@@ -91,7 +128,7 @@ fn metadata_ip(config: &Config) -> Option<Ipv4Addr> {
 
 /// Brings the network up if the unlock needs it; `None` when it does not (routes are there, or
 /// network.mode is off).
-pub fn bring_up(config: &Config, cmdline: &str, deadline: Instant) -> Result<Option<Network>> {
+pub fn bring_up(config: &Config, deadline: Instant) -> Result<Option<Network>> {
     if !config.network.enabled {
         log::debug(format_args!(
             "network: network.mode is off; not touching the network"
@@ -115,22 +152,16 @@ pub fn bring_up(config: &Config, cmdline: &str, deadline: Instant) -> Result<Opt
         "network: no route to {}; configuring it",
         list_targets(&missing)
     ));
-    let kernel = cmdline::parse(cmdline);
+    let kernel = cmdline::parse(&config.network.kernel_cmdline);
     for w in &kernel.warnings {
         log::warn(format_args!("{w}"));
     }
-    let mut changes = Changes::default();
-    let result = configure(config, &kernel, deadline, &mut changes);
-    match result {
-        Ok(mut n) => {
-            n.changes = changes;
-            Ok(Some(n))
-        }
-        Err(e) => {
-            undo(&mut changes);
-            Err(e)
-        }
-    }
+    configure(config, &kernel, deadline)
+        .map(Some)
+        .inspect_err(|_| {
+            let mut r = record();
+            undo(&mut r.changes);
+        })
 }
 
 fn list(ips: &[Ipv4Addr]) -> String {
@@ -151,12 +182,7 @@ fn list_targets(ips: &[Ipv4Addr]) -> String {
         .join(", ")
 }
 
-fn configure(
-    config: &Config,
-    kernel: &cmdline::KernelNet,
-    deadline: Instant,
-    changes: &mut Changes,
-) -> Result<Network> {
+fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) -> Result<Network> {
     let start = Instant::now();
     let mut nl = Netlink::open().map_err(|e| {
         fail(
@@ -175,88 +201,98 @@ fn configure(
             prefix: 8,
             loopback: true,
         };
-        let added = nl
-            .add_address(&a)
-            .map_err(|e| fail(format!("cannot configure lo: {e}"), hint_root))?;
-        if added == Outcome::Done {
-            changes.addresses.push(a);
-        }
-        raise(&mut nl, &lo, changes)
-            .map_err(|e| fail(format!("cannot raise lo: {e}"), hint_root))?;
+        change(|c| {
+            let added = nl
+                .add_address(&a)
+                .map_err(|e| fail(format!("cannot configure lo: {e}"), hint_root))?;
+            if added == Outcome::Done {
+                c.addresses.push(a);
+            }
+            raise(&mut nl, &lo, c).map_err(|e| fail(format!("cannot raise lo: {e}"), hint_root))
+        })?;
     }
 
-    // The interface.
-    let chosen = if let Some(name) = config
+    // The interface: it may not exist yet (udev is still loading the NIC's driver) and its
+    // carrier may come late, so both are polled until network.carrier_timeout.
+    let wanted = config
         .network
         .interface
         .as_ref()
-        .or(kernel.interface.as_ref())
-    {
-        let l = link::get(name).ok_or_else(|| {
-            fail(
-                format!("network interface {name} does not exist (have: {})", names(&link::ethernet())),
-                "name an existing interface in network.interface (or ip=), or remove it to use the first with a carrier",
-            )
-        })?;
-        vec![l]
-    } else if let Some(mac) = kernel.bootif {
-        let l = link::ethernet()
-            .into_iter()
-            .find(|l| l.mac == mac)
-            .ok_or_else(|| {
-                fail(
+        .or(kernel.interface.as_ref());
+    let t = Instant::now();
+    let until = (t + config.network.carrier_timeout).min(deadline);
+    let mut announced = String::new();
+    let iface = loop {
+        let candidates: Vec<link::Link> = match (wanted, kernel.bootif) {
+            (Some(name), _) => link::get(name).into_iter().collect(),
+            (None, Some(mac)) => link::ethernet()
+                .into_iter()
+                .filter(|l| l.mac == mac)
+                .collect(),
+            (None, None) => link::ethernet(),
+        };
+        for l in candidates.iter().filter(|l| !l.up) {
+            change(|c| {
+                raise(&mut nl, l, c)
+                    .map_err(|e| fail(format!("cannot raise {}: {e}", l.name), hint_root))
+            })?;
+        }
+        let now = names(&candidates);
+        if now != announced && !candidates.is_empty() {
+            log::info(format_args!("network: waiting for a carrier on {now}"));
+            announced = now;
+        }
+        if let Some(l) = candidates.iter().find(|l| link::has_carrier(&l.name)) {
+            break l.clone();
+        }
+        if Instant::now() >= until {
+            let waited = t.elapsed().as_secs_f64();
+            return Err(match (wanted, kernel.bootif, candidates.is_empty()) {
+                (Some(name), _, true) => fail(
+                    format!("network interface {name} does not exist (waited {waited:.1} s; have: {})", names(&link::ethernet())),
+                    "name an existing interface in network.interface (or ip=), or remove it to use the first with a carrier",
+                ),
+                (None, Some(mac), true) => fail(
                     format!(
-                        "no interface has the BOOTIF address {}",
+                        "no interface has the BOOTIF address {} (waited {waited:.1} s)",
                         link::format_mac(&mac)
                     ),
                     "check BOOTIF= on the kernel command line, or set network.interface",
-                )
-            })?;
-        vec![l]
-    } else {
-        link::ethernet()
+                ),
+                (_, _, true) => fail(
+                    format!("no Ethernet interface found (waited {waited:.1} s)"),
+                    "is the NIC's driver in the initramfs? (virtio_net, e1000, ...)",
+                ),
+                (_, _, false) => fail(
+                    format!("no carrier on {} after {waited:.1} s", names(&candidates)),
+                    "check the cable or virtual NIC; name the right one in network.interface, or raise network.carrier_timeout",
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
     };
-    if chosen.is_empty() {
-        return Err(fail(
-            "no Ethernet interface found",
-            "is the NIC's driver in the initramfs? (virtio_net, e1000, ...)",
-        ));
-    }
-    for l in chosen.iter().filter(|l| !l.up) {
-        raise(&mut nl, l, changes)
-            .map_err(|e| fail(format!("cannot raise {}: {e}", l.name), hint_root))?;
-    }
-    log::info(format_args!(
-        "network: waiting for a carrier on {}",
-        names(&chosen)
-    ));
-    let t = Instant::now();
-    let until = (t + config.network.carrier_timeout).min(deadline);
-    let iface = link::wait_for_carrier(&chosen, until).cloned().ok_or_else(|| {
-        fail(
-            format!("no carrier on {} after {:.1} s", names(&chosen), t.elapsed().as_secs_f64()),
-            "check the cable or virtual NIC; name the right one in network.interface, or raise network.carrier_timeout",
-        )
-    })?;
     log::info(format_args!(
         "network: {}: carrier after {:.1} s",
         iface.name,
         t.elapsed().as_secs_f64()
     ));
     // Interfaces we raised only to look for a carrier go down again at once.
-    let others: Vec<(u32, String)> = changes
-        .links_up
-        .iter()
-        .filter(|(i, n)| *i != iface.index && n != "lo")
-        .cloned()
-        .collect();
-    for (index, name) in others {
-        if nl.set_link_up(index, false).is_ok() {
-            changes.links_up.retain(|(i, _)| *i != index);
-        } else {
-            log::warn(format_args!("network: could not lower {name} again"));
+    change(|c| {
+        let others: Vec<(u32, String)> = c
+            .links_up
+            .iter()
+            .filter(|(i, n)| *i != iface.index && n != "lo")
+            .cloned()
+            .collect();
+        for (index, name) in others {
+            if nl.set_link_up(index, false).is_ok() {
+                c.links_up.retain(|(i, _)| *i != index);
+            } else {
+                log::warn(format_args!("network: could not lower {name} again"));
+            }
         }
-    }
+        Ok(())
+    })?;
 
     // The address.
     let t = Instant::now();
@@ -269,6 +305,10 @@ fn configure(
         Some(s) => ("static", s),
         None => {
             let lease = dhcp::obtain(&iface.name, iface.mac, deadline, &|n| {
+                if n > 1 {
+                    // No answer yet: a person may want to type the passphrase meanwhile.
+                    crate::retry::note_trouble();
+                }
                 log::info(format_args!("network: {}: DHCP attempt {n}", iface.name))
             })
             .map_err(|m| {
@@ -306,13 +346,17 @@ fn configure(
         prefix: a.prefix,
         loopback: false,
     };
-    match nl.add_address(&address) {
-        Ok(Outcome::Done) => changes.addresses.push(address),
-        Ok(Outcome::AlreadyThere) => {
-            log::info(format_args!("network: {what} was already there; kept"))
+    change(|c| match nl.add_address(&address) {
+        Ok(Outcome::Done) => {
+            c.addresses.push(address);
+            Ok(())
         }
-        Err(e) => return Err(fail(format!("cannot add address {what}: {e}"), hint_root)),
-    }
+        Ok(Outcome::AlreadyThere) => {
+            log::info(format_args!("network: {what} was already there; kept"));
+            Ok(())
+        }
+        Err(e) => Err(fail(format!("cannot add address {what}: {e}"), hint_root)),
+    })?;
     let mut routes = Vec::new();
     if let Some(gw) = a.gateway {
         routes.push(Route {
@@ -338,47 +382,52 @@ fn configure(
             r.gateway.map_or(String::new(), |g| format!(" via {g}")),
             iface.name
         );
-        match nl.add_route(&r) {
-            Ok(Outcome::Done) => changes.routes.push(r),
-            Ok(Outcome::AlreadyThere) => log::info(format_args!(
-                "network: a route for {}/{} exists; kept",
-                r.dst, r.prefix
-            )),
-            Err(e) => {
-                return Err(fail(
-                    format!("cannot add route {what}: {e}"),
-                    "check network.address and gateway (or the DHCP server's router option)",
-                ))
+        change(|c| match nl.add_route(&r) {
+            Ok(Outcome::Done) => {
+                c.routes.push(r);
+                Ok(())
             }
-        }
+            Ok(Outcome::AlreadyThere) => {
+                log::info(format_args!(
+                    "network: a route for {}/{} exists; kept",
+                    r.dst, r.prefix
+                ));
+                Ok(())
+            }
+            Err(e) => Err(fail(
+                format!("cannot add route {what}: {e}"),
+                "check network.address and gateway (or the DHCP server's router option)",
+            )),
+        })?;
     }
     if !a.dns.is_empty() {
         let path = PathBuf::from(resolv::PATH);
-        match resolv::write_if_absent(&path, &a.dns) {
-            Ok(true) => changes.resolv_conf = Some((path, a.dns.clone())),
-            Ok(false) => log::info(format_args!(
-                "network: {} exists; left as it is",
-                resolv::PATH
-            )),
-            Err(e) => log::warn(format_args!(
-                "network: cannot write {}: {e}; Vault host names will not resolve",
-                resolv::PATH
-            )),
-        }
+        change(|c| {
+            match resolv::write_if_absent(&path, &a.dns) {
+                Ok(true) => c.resolv_conf = Some((path, a.dns.clone())),
+                Ok(false) => log::info(format_args!(
+                    "network: {} exists; left as it is",
+                    resolv::PATH
+                )),
+                Err(e) => log::warn(format_args!(
+                    "network: cannot write {}: {e}; Vault host names will not resolve",
+                    resolv::PATH
+                )),
+            }
+            Ok(())
+        })?;
     }
     let seconds = start.elapsed().as_secs_f64();
     log::info(format_args!(
         "network: {what} ready ({method}) in {seconds:.1} s"
     ));
     Ok(Network {
-        changes: Changes::default(),
         interface: iface.name,
         method,
         address: (a.address, a.prefix),
         gateway: a.gateway,
         dns: a.dns,
         seconds,
-        torn_down: false,
     })
 }
 
@@ -451,7 +500,8 @@ fn undo(changes: &mut Changes) {
 impl Network {
     /// What was configured and what was added, for `net-check` and tests.
     pub fn state(&self) -> Value {
-        let c = &self.changes;
+        let r = record();
+        let c = &r.changes;
         let texts = |v: Vec<String>| Value::from(v);
         object(vec![
             ("interface", self.interface.clone().into()),
@@ -506,27 +556,33 @@ impl Network {
             ),
         ])
     }
-
-    /// Removes what `bring_up` added. Idempotent.
-    pub fn teardown(&mut self) {
-        if self.torn_down {
-            return;
-        }
-        self.torn_down = true;
-        let t = Instant::now();
-        undo(&mut self.changes);
-        log::info(format_args!(
-            "network: {}: what vault-luks configured is removed ({:.1} s)",
-            self.interface,
-            t.elapsed().as_secs_f64()
-        ));
-    }
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
-        self.teardown();
+        teardown();
     }
+}
+
+/// Removes what `bring_up` added, and refuses any change after it: a thread still bringing
+/// the network up stops at its next change. Idempotent; a no-op when nothing was added.
+pub fn teardown() {
+    let mut r = record();
+    r.closed = true;
+    let c = &r.changes;
+    if c.links_up.is_empty()
+        && c.addresses.is_empty()
+        && c.routes.is_empty()
+        && c.resolv_conf.is_none()
+    {
+        return;
+    }
+    let t = Instant::now();
+    undo(&mut r.changes);
+    log::info(format_args!(
+        "network: what vault-luks configured is removed ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    ));
 }
 
 /// `vault-luks net-check`: bring the network up as an unlock would, print what was done as
@@ -534,13 +590,12 @@ impl Drop for Network {
 /// it all down.
 pub fn check(
     config: &Config,
-    cmdline: &str,
     timeout: Duration,
     resolve: Option<&str>,
     exec: Option<&str>,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let net = bring_up(config, cmdline, deadline)?;
+    let net = bring_up(config, deadline)?;
     let state = match &net {
         Some(n) => n.state(),
         None => object(vec![("configured", false.into())]),

@@ -5,7 +5,8 @@
 # address is ours (192.0.2.0/24, TEST-NET-1) inside namespaces this script makes.
 #
 #   tests/net/netns.sh CASE     one case: lease, no-answer, carrier, configured, dns,
-#                               resolv-kept, kernel-static, failure-undone
+#                               resolv-kept, kernel-static, failure-undone, late-nic,
+#                               prompt-wins
 #   tests/net/netns.sh all      every case
 #
 # VAULT_LUKS_BIN: the binary (default: the debug build). Exit 0 pass, 1 fail, 77 when network
@@ -82,13 +83,14 @@ snapshot() {
 	} >"$work/$1"
 }
 
-# Runs `vault-luks net-check ARGS` in the client namespace with /etc a fresh tmpfs: SETUP (a
+# Runs `vault-luks ARGS` (net-check unless ARGS start with unlock) in the client namespace with /etc a fresh tmpfs: SETUP (a
 # shell snippet) runs in there first; afterwards, still in there, /etc is listed into
 # $work/etc-after. The kernel command line comes from $work/cmdline.
 # Sets rc and secs; stdout in $work/out, stderr in $work/err.
 run() {
 	local setup=$1
 	shift
+	[ "${1:-}" = unlock ] || set -- net-check "$@"
 	: >>"$work/cmdline"
 	local t0
 	t0=$(date +%s%N)
@@ -96,7 +98,7 @@ run() {
 	# shellcheck disable=SC2016 # expanded by the inner shell
 	ip netns exec "$cli" unshare -m sh -c 'mount -t tmpfs tmpfs /etc && eval "$1" || exit 99
 		list=$2; shift 2; "$@"; rc=$?; ls -A /etc >"$list"; exit $rc' sh "$setup" "$work/etc-after" \
-		env VAULT_LUKS_PROC_CMDLINE="$work/cmdline" "$bin" -c "$work/config.json" net-check "$@" >"$work/out" 2>"$work/err"
+		env VAULT_LUKS_PROC_CMDLINE="$work/cmdline" "$bin" -c "$work/config.json" "$@" >"$work/out" 2>"$work/err"
 	rc=$?
 	set -e
 	secs=$(awk -v ns=$(($(date +%s%N) - t0)) 'BEGIN { printf "%.2f", ns / 1e9 }')
@@ -234,9 +236,57 @@ case_failure_undone() {
 	unchanged failure-undone-exec
 }
 
+case_late_nic() {
+	# The NIC's driver is still loading when vault-luks starts: the interface appears 2 s later.
+	ip link add "v${id}late" type veth peer name "w${id}late"
+	ip link set "w${id}late" netns "$srv" name s-eth0
+	serve eth0
+	config
+	snapshot before
+	(sleep 2 && ip link set "v${id}late" netns "$cli" name eth0) &
+	local mover=$!
+	run true --timeout 20
+	wait "$mover"
+	[ "$rc" = 0 ] || fail "late-nic: exit $rc"
+	[ "$(field .interface)" = eth0 ] || fail "late-nic: used $(field .interface)"
+	[ "$(field .method)" = dhcp ] || fail "late-nic: not dhcp"
+	le 2 "$secs" || fail "late-nic: done after $secs s, before the interface existed"
+	snapshot after
+	# The interface itself is new; everything on it must be as the kernel made it.
+	grep -v 'eth0' "$work/after" | diff -u <(grep -v 'eth0' "$work/before") - >&2 || fail "late-nic: state changed"
+	ip -n "$cli" -o link show eth0 | grep -q 'state DOWN' || fail "late-nic: eth0 left up"
+	[ -z "$(ip -n "$cli" -o addr show dev eth0)" ] || fail "late-nic: an address left on eth0"
+}
+
+case_prompt_wins() {
+	# `unlock --prompt` with no DHCP answer: the person types the passphrase while the Vault
+	# thread is still in DHCP; the process exits at once, and what that thread raised is gone.
+	veth eth0
+	ip -n "$srv" link set s-eth0 up # carrier, but nobody answers
+	local state=$work/state fixtures=$here/../fixtures
+	mkdir -p "$state" "$work/bin"
+	ln -s "$fixtures/cryptsetup-wrapper" "$work/bin/cryptsetup"
+	truncate -s 20M "$work/vol.img"
+	printf '%s' 'typed at the console' | cryptsetup luksFormat --batch-mode --type luks2 \
+		--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- "$work/vol.img"
+	printf 'typed at the console\n' >"$state/askpass-answers"
+	echo 'vault:v1:bm90IHVzZWQ=' >"$work/ct"
+	config ", \"timeouts\": {\"unlock\": 30}, \"volumes\": [{\"name\": \"vol\", \"device\": \"$work/vol.img\", \"ciphertext_file\": \"$work/ct\", \"transit\": {\"key\": \"luks\"}}]"
+	snapshot before
+	VAULT_LUKS_TEST_STATE=$state VAULT_LUKS_ASKPASS=$fixtures/askpass-fake PATH=$work/bin:$PATH \
+		run true unlock --prompt
+	[ "$rc" = 0 ] || fail "prompt-wins: exit $rc"
+	grep -q 'vol: unlocked as /dev/mapper/vol with a typed passphrase' "$work/err" || fail "prompt-wins: not opened by the typed passphrase"
+	grep -q 'network: eth0: DHCP attempt 2' "$work/err" || fail "prompt-wins: the prompt did not wait for DHCP trouble"
+	grep -q 'what vault-luks configured is removed' "$work/err" || fail "prompt-wins: no teardown line"
+	le "$secs" 15 || fail "prompt-wins: took $secs s: the process waited for the Vault thread"
+	[ -e "$state/active-vol" ] || fail "prompt-wins: the mapping was not made"
+	unchanged prompt-wins
+}
+
 case=${1:?usage: netns.sh CASE|all}
 if [ "$case" = all ]; then
-	for c in lease no-answer carrier configured dns resolv-kept kernel-static failure-undone; do
+	for c in lease no-answer carrier configured dns resolv-kept kernel-static failure-undone late-nic prompt-wins; do
 		"$0" "$c" || exit 1
 	done
 	exit 0

@@ -14,6 +14,11 @@
 #     key, rotate of both volumes, install.sh again (its initramfs rebuild replayed on the host
 #     in a chroot of the guest's root); the second boot runs that initramfs and must unlock both
 #     volumes with the rotated keys.
+# The network: boot 1 has no framework networking at all (no ip=, no rd.neednet, no network
+# module or configure_networking): vault-luks raises the NIC, runs DHCP and takes it all down
+# again, and the real root finds the network as the kernel made it (net-state.sh). Boot 2's
+# initramfs is rebuilt with the integration's opt-in for the framework's networking: vault-luks
+# finds the routes and leaves the network alone.
 # Also: no key and no token in the initramfs; its config is root-only.
 # VM_BOOTS=1 boots once instead of twice; VM_SHOW_CONSOLE=1 shows the guest's console as it
 # goes (the demo does both).
@@ -61,11 +66,12 @@ cat >"$root/etc/vault-luks/config.json" <<JSON
 JSON
 chmod 0600 "$root/etc/vault-luks/config.json"
 DESTDIR=$root "$repo/scripts/install.sh" "$bin" >&2
+vm_network_mode "$root" own
 mkdir -p "$root/luks"
 echo "/dev/mapper/luks /luks ext4 defaults 0 2" >>"$root/etc/fstab"
 vm_build_initrd "$root" "$VM_WORK/initrd.img"
 
-# --- the image holds no secret ---------------------------------------------------------------------
+# --- the image holds no secret, and no framework networking ---------------------------------------
 unpacked=$root/tmp/initrd-unpacked
 mkdir -p "$unpacked"
 cp "$VM_WORK/initrd.img" "$root/tmp/initrd.img"
@@ -82,7 +88,17 @@ cfg=$(find "$unpacked" -path '*/etc/vault-luks/config.json' | head -n 1)
 [ -n "$(find "$unpacked" -name vault-luks -type f)" ] || vm_die "vault-luks is not in the initramfs"
 if grep -r -a -F -q -f "$VM_WORK/key" "$unpacked"; then vm_die "the LUKS key is in the initramfs"; fi
 if grep -r -a -q -E '\b(hvs|s)\.[A-Za-z0-9]{20,}' "$unpacked/etc" 2>/dev/null; then vm_die "a token-like string is in the initramfs /etc"; fi
-vm_log "ok   initramfs: config mode 600, ciphertext and binary in, no key, no token"
+# (initramfs-tools always carries klibc's ipconfig and configure_networking; that nothing calls them
+# is checked on the console below.)
+if [ "$flavour" = dracut ]; then
+    clients=$(find "$unpacked" -name 'systemd-networkd*' -o -name dhclient -o -name 'nm-*' -o -name 'ifup*' | head -n 3)
+    [ -z "$clients" ] || vm_die "a framework DHCP client is in the initramfs: $clients"
+fi
+if cat "$unpacked"/etc/cmdline.d/* 2>/dev/null | grep -q -E '(^| )(ip=|rd.neednet)'; then
+    vm_die "the initramfs asks for the framework's network: $(cat "$unpacked"/etc/cmdline.d/*)"
+fi
+case " $VM_APPEND_BASE " in *" ip="* | *" rd.neednet"*) vm_die "the kernel command line asks for a network" ;; esac
+vm_log "ok   initramfs: config mode 600, ciphertext and binary in, no key, no token, no framework networking"
 rm -rf -- "$unpacked" "$root/tmp/initrd.img"
 
 # The root keeps its initramfs, as a real system does: install.sh in the guest (lifecycle) updates
@@ -177,6 +193,8 @@ for ((n = 1; n <= boots; n++)); do
         mount -o loop "$VM_WORK/root.img" "$guest"
         vm_on_exit "mountpoint -q '$guest' && umount -l '$guest'"
         vm_chroot_mount "$guest"
+        # An operator who prefers the framework's networking says so before the rebuild.
+        vm_network_mode "$guest" framework
         # shellcheck disable=SC2086 # the recorded command line, split into its words
         vm_chroot "$guest" $rebuild >"$VM_WORK/rebuild.log" 2>&1 ||
             { tail -n 30 "$VM_WORK/rebuild.log" >&2; vm_die "boot$n: '$rebuild' failed in the guest's root"; }
@@ -184,6 +202,22 @@ for ((n = 1; n <= boots; n++)); do
         cp "$guest/boot/initrd.img-$(vm_guest_kver "$guest")" "$VM_WORK/initrd.img"
         umount "$guest"
         vm_log "ok   boot$n: close busy/forced, unlock after boot, enroll, rewrap, rotate, install"
+    fi
+    if [ "$n" = 1 ]; then
+        # vault-luks's own network, and nothing left of it in the real root.
+        for line in 'network: no route to' 'network: ens3: carrier after' 'network: ens3: DHCP lease' \
+            'network: what vault-luks configured is removed'; do
+            grep -a -q "vault-luks\[[0-9]*\]: $line" "$VM_LOG" || vm_die "boot$n: no '$line' line on the console"
+        done
+        if grep -a -q -E 'IP-Config:|systemd-networkd' "$VM_LOG"; then
+            vm_die "boot$n: the framework's networking ran: $(grep -a -m1 -E 'IP-Config:|systemd-networkd' "$VM_LOG")"
+        fi
+        vm_expect net_left none
+        vm_log "ok   boot$n: vault-luks brought the network up and took it down: $(grep -a -o 'network: ens3: DHCP lease.*' "$VM_LOG" | head -n 1)"
+    else
+        grep -a -q 'network: already configured' "$VM_LOG" ||
+            vm_die "boot$n: vault-luks did not find the framework's network"
+        vm_log "ok   boot$n: the framework's network was used, vault-luks left it alone"
     fi
     grep -a -q "vault login: ok" "$VM_LOG" || vm_die "boot$n: no login line on the console"
     if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "boot$n: the key appeared on the console"; fi

@@ -6,6 +6,8 @@
 # goes on with the volume open (the real root, init=, mounts it and checks its marker); the LUKS
 # header areas are byte-identical to what provisioning made. One more boot: Vault comes back
 # while the prompt is up, and the boot completes with nobody typing.
+# Every boot's initramfs has no framework networking: vault-luks brings the network up itself, and
+# the real root must find nothing of it left (net-state.sh).
 #   Rows: no network (no NIC), metadata server down, Vault down, Vault sealed (503), login
 #   refused (403), TLS certificate for another name, Vault accepting and never answering; then
 #   one boot with four volumes for the per-volume rows: decrypt refused (403: a transit key the
@@ -87,6 +89,7 @@ JSON
 }
 write_config "$(volume luks)"
 DESTDIR=$root "$repo/scripts/install.sh" "$bin" >/dev/null 2>&1
+vm_network_mode "$root" own
 vm_build_initrd "$root" "$VM_WORK/initrd-one.img"
 write_config "$(volume luks)" "$(volume denied other)" "$(volume invalid)" "$(volume rejected)"
 vm_build_initrd "$root" "$VM_WORK/initrd-four.img"
@@ -136,6 +139,8 @@ finish() {
     for name in "$@"; do
         vm_expect "header_$name" "${header[$name]}"
     done
+    # vault-luks's own network is gone, also when the prompt won while Vault was still retried.
+    vm_expect net_left none
     if grep -a -F -q "$backup" "$VM_LOG"; then vm_die "$VM_NAME: the passphrase was echoed on the console"; fi
     if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "$VM_NAME: the key appeared on the console"; fi
 }
@@ -153,7 +158,13 @@ row() {
 selected() { [ -z "${VM_FALLBACK_ROWS:-}" ] || [[ " $VM_FALLBACK_ROWS " == *" $1 "* ]]; }
 rows=0
 if selected no-network; then
-    VM_NO_NET=1 row no-network 'metadata instance-id: attempt 1 failed: cannot connect'
+    # No interface ever appears: vault-luks waits network.carrier_timeout (10 s) for one, gives up
+    # and the prompt comes up (Vault is not retried: nothing could reach it).
+    VM_NO_NET=1 boot no-network "$VM_WORK/initrd-one.img" ""
+    vm_wait_for 'vault-luks(\[[0-9]+\])?: luks: network failed: no Ethernet interface found \(waited 10' 300
+    answer luks no
+    finish luks
+    vm_log "ok   no-network: 'no Ethernet interface found' after 10 s, prompt, backup passphrase typed, /luks mounted"
     rows=$((rows + 1))
 fi
 if selected metadata-down; then

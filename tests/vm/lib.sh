@@ -112,13 +112,13 @@ vm_copy_root() {
 }
 
 # vm_prepare_root FLAVOUR ROOT: a private copy of the cached rootfs with the guest side of the harness:
-# /vmtest/init (PID 1 for init= boots), /vmtest/vmtest-run, and vmtest.service (full systemd boots with
-# vmtest.io on the command line). Both run the boot's script from the IO disk (vm_io_disk).
+# /vmtest/init (PID 1 for init= boots), /vmtest/vmtest-run, /vmtest/net-state.sh, and vmtest.service
+# (full systemd boots with vmtest.io on the command line). Both run the boot's script from the IO disk (vm_io_disk).
 vm_prepare_root() {
     local flavour=$1 root=$2
     vm_copy_root "$flavour" "$root"
     install -d -m 755 "$root/vmtest"
-    install -m 755 "$VM_LIB_DIR/guest/init" "$VM_LIB_DIR/guest/vmtest-run" "$root/vmtest/"
+    install -m 755 "$VM_LIB_DIR/guest/init" "$VM_LIB_DIR/guest/vmtest-run" "$VM_LIB_DIR/guest/net-state.sh" "$root/vmtest/"
     install -m 644 "$VM_LIB_DIR/guest/vmtest.service" "$root/etc/systemd/system/"
     install -d -m 755 "$root/etc/systemd/system/multi-user.target.wants"
     ln -sf /etc/systemd/system/vmtest.service "$root/etc/systemd/system/multi-user.target.wants/"
@@ -145,6 +145,25 @@ vm_install_standin_step() {
         dracut)
             cp -r "$VM_LIB_DIR/dracut/99vmtest" "$root/usr/lib/dracut/modules.d/"
             printf 'add_dracutmodules+=" vmtest "\n' >"$root/etc/dracut.conf.d/90-vmtest.conf" ;;
+    esac
+}
+
+# vm_network_mode ROOT own|framework: who brings the network up in the initramfs built from ROOT.
+#   own: vault-luks alone, the default install; the framework's networking is not in the image at
+#     all (the dracut image has dracut-network, whose ifcfg module would pull the network module
+#     in: omitted, as on a system without dracut-network).
+#   framework: the integration's documented opt-in (dracut: vault_luks_network="dracut";
+#     initramfs-tools: VAULT_LUKS_NETWORK=initramfs-tools).
+vm_network_mode() {
+    local root=$1 mode=$2 flavour
+    flavour=$(cat "$root/etc/vmtest-flavour")
+    rm -f "$root/etc/dracut.conf.d/90-vmtest-network.conf" "$root/etc/initramfs-tools/conf.d/vault-luks"
+    case $flavour:$mode in
+        dracut:own) echo 'omit_dracutmodules+=" network ifcfg "' >"$root/etc/dracut.conf.d/90-vmtest-network.conf" ;;
+        dracut:framework) echo 'vault_luks_network="dracut"' >"$root/etc/dracut.conf.d/90-vmtest-network.conf" ;;
+        initramfs-tools:own) ;;
+        initramfs-tools:framework) echo 'VAULT_LUKS_NETWORK=initramfs-tools' >"$root/etc/initramfs-tools/conf.d/vault-luks" ;;
+        *) vm_die "vm_network_mode: $flavour:$mode" ;;
     esac
 }
 

@@ -27,6 +27,8 @@ check_volume() {
     say "${p}close_unit=$(systemctl is-active "vault-luks-close@$name.service")"
 }
 
+# First, before lifecycle.sh configures a network for its own work: what the initramfs left.
+/vmtest/net-state.sh
 check_volume luks /luks marker
 # data2 is enrolled by lifecycle.sh: checked on the boots after it.
 data2=no

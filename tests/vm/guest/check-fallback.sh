@@ -1,9 +1,10 @@
 #!/bin/bash
 # The real root (init=) after a fallback-test boot: which volumes the initramfs left open, the
 # marker on luks (mounted read-only), and each LV's header area hash, to compare with what
-# provisioning reported. Closes everything again. IO disk input: marker.
+# provisioning reported, and the network state the initramfs left (net-state.sh). Closes everything again. IO disk input: marker.
 set -uo pipefail
 say() { echo "VMTEST RESULT $1"; }
+/vmtest/net-state.sh
 if cryptsetup status luks >/dev/null 2>&1; then say luks_open=yes; else say luks_open=no; fi
 mkdir -p /luks
 if mount -o ro /dev/mapper/luks /luks 2>/dev/null; then
