@@ -73,7 +73,7 @@ case "$(flavour)" in
 dracut)
 	install -D -m 0755 dracut/90vault-luks/module-setup.sh "$root/usr/lib/dracut/modules.d/90vault-luks/module-setup.sh"
 	install -m 0755 dracut/90vault-luks/vault-luks-pre-mount.sh dracut/90vault-luks/vault-luks-initrd.sh "$root/usr/lib/dracut/modules.d/90vault-luks/"
-	install -m 0644 dracut/90vault-luks/vault-luks.service dracut/90vault-luks/90-vault-luks.network "$root/usr/lib/dracut/modules.d/90vault-luks/"
+	install -m 0644 dracut/90vault-luks/vault-luks.service dracut/90vault-luks/vault-luks-network-online.conf dracut/90vault-luks/90-vault-luks.network "$root/usr/lib/dracut/modules.d/90vault-luks/"
 	;;
 initramfs-tools)
 	install -D -m 0755 initramfs-tools/hooks/vault-luks "$root/etc/initramfs-tools/hooks/vault-luks"

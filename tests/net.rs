@@ -48,6 +48,11 @@ fn an_already_configured_network_is_left_untouched() {
 }
 
 #[test]
+fn an_interface_someone_else_raised_is_left_alone_even_without_routes() {
+    case("foreign-up");
+}
+
+#[test]
 fn names_resolve_through_the_dhcp_dns_server_and_resolv_conf_goes_again() {
     case("dns");
 }

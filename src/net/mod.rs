@@ -2,8 +2,9 @@
 //! resolv.conf, brought up for the unlock and taken down again after it, success or not.
 //!
 //! `bring_up` first checks for routes to what the unlock talks to (the metadata server, each
-//! Vault address; a host name needs a default route). If they are there, the network is the
-//! framework's or the user's and nothing is touched. Otherwise it raises loopback and one
+//! Vault address; a host name needs a default route). If they are there, or if an Ethernet
+//! interface is already up, the network is the framework's or the user's and nothing is
+//! touched. Otherwise it raises loopback and one
 //! interface (network.interface, else the kernel's `ip=`/`BOOTIF=`, else the first with a
 //! carrier), gets an address (network.address, else a static `ip=`, else DHCP), and adds the
 //! address, a default route and a route to the metadata server. Every change is recorded in the
@@ -145,6 +146,18 @@ pub fn bring_up(config: &Config, deadline: Instant) -> Result<Option<Network>> {
         log::info(format_args!(
             "network: already configured (routes to {} exist); leaving it as it is",
             list_targets(&targets)
+        ));
+        return Ok(None);
+    }
+    // An Ethernet interface already up was raised by someone (the kernel and udev never do):
+    // a framework, an administrator, a running system with routes of its own. Its network is
+    // not ours to add to, even if it lacks the routes we want.
+    let up: Vec<link::Link> = link::ethernet().into_iter().filter(|l| l.up).collect();
+    if !up.is_empty() {
+        log::warn(format_args!(
+            "network: no route to {}, but {} is up: configured by someone else; leaving it as it is (set network.mode to off to silence this)",
+            list_targets(&missing),
+            names(&up)
         ));
         return Ok(None);
     }

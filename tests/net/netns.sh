@@ -6,7 +6,7 @@
 #
 #   tests/net/netns.sh CASE     one case: lease, no-answer, carrier, configured, dns,
 #                               resolv-kept, kernel-static, failure-undone, late-nic,
-#                               prompt-wins
+#                               prompt-wins, foreign-up
 #   tests/net/netns.sh all      every case
 #
 # VAULT_LUKS_BIN: the binary (default: the debug build). Exit 0 pass, 1 fail, 77 when network
@@ -179,6 +179,23 @@ case_configured() {
 	unchanged configured
 }
 
+case_foreign_up() {
+	# Someone raised eth0 and gave it an address, but no default route (a running system
+	# with routes of its own, a framework half-way): not ours to add to.
+	veth eth0
+	serve eth0
+	ip -n "$cli" link set eth0 up
+	ip -n "$cli" addr add 192.0.2.5/24 dev eth0
+	config
+	snapshot before
+	run true --timeout 10
+	[ "$rc" = 0 ] || fail "foreign-up: exit $rc"
+	[ "$(field .configured)" = false ] || fail "foreign-up: it configured something"
+	grep -q 'but eth0 is up: configured by someone else; leaving it as it is' "$work/err" || fail "foreign-up: no line saying so"
+	[ ! -s "$work/leases" ] || fail "foreign-up: a DHCP lease was taken"
+	unchanged foreign-up
+}
+
 case_dns() {
 	veth eth0
 	serve eth0
@@ -286,7 +303,7 @@ case_prompt_wins() {
 
 case=${1:?usage: netns.sh CASE|all}
 if [ "$case" = all ]; then
-	for c in lease no-answer carrier configured dns resolv-kept kernel-static failure-undone late-nic prompt-wins; do
+	for c in lease no-answer carrier configured dns resolv-kept kernel-static failure-undone late-nic prompt-wins foreign-up; do
 		"$0" "$c" || exit 1
 	done
 	exit 0
