@@ -205,15 +205,18 @@ for ((n = 1; n <= boots; n++)); do
     fi
     if [ "$n" = 1 ]; then
         # vault-luks's own network, and nothing left of it in the real root.
-        for line in 'network: no route to' 'network: ens3: carrier after' 'network: ens3: DHCP lease' \
+        # (The NIC is eth0 in dracut's initramfs, which has no udev naming rules without the
+        # network module, and ens3 in initramfs-tools'; the real root names it ens3, which it can
+        # only do to a link that is down.)
+        for line in 'network: no route to' 'network: [a-z0-9]+: carrier after' 'network: [a-z0-9]+: DHCP lease' \
             'network: what vault-luks configured is removed'; do
-            grep -a -q "vault-luks\[[0-9]*\]: $line" "$VM_LOG" || vm_die "boot$n: no '$line' line on the console"
+            grep -a -q -E "vault-luks\[[0-9]+\]: $line" "$VM_LOG" || vm_die "boot$n: no '$line' line on the console"
         done
         if grep -a -q -E 'IP-Config:|systemd-networkd' "$VM_LOG"; then
             vm_die "boot$n: the framework's networking ran: $(grep -a -m1 -E 'IP-Config:|systemd-networkd' "$VM_LOG")"
         fi
         vm_expect net_left none
-        vm_log "ok   boot$n: vault-luks brought the network up and took it down: $(grep -a -o 'network: ens3: DHCP lease.*' "$VM_LOG" | head -n 1)"
+        vm_log "ok   boot$n: vault-luks brought the network up and took it down: $(grep -a -o -E 'network: [a-z0-9]+: DHCP lease.*' "$VM_LOG" | head -n 1)"
     else
         grep -a -q 'network: already configured' "$VM_LOG" ||
             vm_die "boot$n: vault-luks did not find the framework's network"
