@@ -2,8 +2,8 @@
 # shellcheck disable=SC2154 # moddir, initdir, systemdsystemunitdir, SYSTEMCTL come from dracut
 # dracut module: vault-luks, its configuration and every file the configuration names, with
 # cryptsetup and dm-crypt. One module for both kinds of initrd: in a systemd initrd a unit
-# ordered after network-online.target and before cryptsetup.target; in a plain dracut initrd a
-# pre-mount hook; both run vault-luks-initrd (LVM activation, then unlock).
+# ordered after the initqueue (udev settled) and before cryptsetup.target; in a plain dracut
+# initrd a pre-mount hook; both run vault-luks-initrd (LVM activation, then unlock).
 # The network: vault-luks brings it up itself when it finds no route to the metadata server or
 # Vault (and takes it down again), so dracut's network module is not needed. Who prefers it sets
 # vault_luks_network="dracut" in a dracut.conf.d file: the module is then required, DHCP is asked

@@ -4,12 +4,12 @@
 //! `bring_up` first checks for routes to what the unlock talks to (the metadata server, each
 //! Vault address; a host name needs a default route). If they are there, or if an Ethernet
 //! interface is already up, the network is the framework's or the user's and nothing is
-//! touched. Otherwise it raises loopback and one
-//! interface (network.interface, else the kernel's `ip=`/`BOOTIF=`, else the first with a
-//! carrier), gets an address (network.address, else a static `ip=`, else DHCP), and adds the
-//! address, a default route and a route to the metadata server. Every change is recorded in the
-//! returned `Network`, whose `teardown` (also run on drop, and by `bring_up` itself when it
-//! fails half-way) undoes exactly those, newest first, and nothing else.
+//! touched. Otherwise it raises loopback and one interface (network.interface, else the
+//! kernel's `ip=`/`BOOTIF=`, else the first with a carrier), gets an address
+//! (network.address, else a static `ip=`, else DHCP), and adds the address, a default route
+//! and a route to the metadata server. Every change is recorded; `teardown` (run when the
+//! returned `Network` is dropped) undoes exactly those, newest first, and nothing else, as
+//! `bring_up` itself does when it fails half-way.
 //!
 //! The changes live in one record for the whole process, not in the `Network` value: at boot
 //! the network is brought up by the thread that asks Vault, and the main thread may be done
