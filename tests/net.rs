@@ -58,6 +58,11 @@ fn names_resolve_through_the_dhcp_dns_server_and_resolv_conf_goes_again() {
 }
 
 #[test]
+fn unlock_reaches_a_real_openbao_by_name_through_the_dhcp_dns_server() {
+    case("vault-by-name");
+}
+
+#[test]
 fn an_existing_resolv_conf_is_kept() {
     case("resolv-kept");
 }

@@ -6,7 +6,7 @@
 #
 #   tests/net/netns.sh CASE     one case: lease, no-answer, carrier, configured, dns,
 #                               resolv-kept, kernel-static, failure-undone, late-nic,
-#                               prompt-wins, foreign-up
+#                               prompt-wins, foreign-up, vault-by-name
 #   tests/net/netns.sh all      every case
 #
 # VAULT_LUKS_BIN: the binary (default: the debug build). Exit 0 pass, 1 fail, 77 when network
@@ -19,9 +19,11 @@ cli=vlt-c$id
 srv=vlt-s$id
 work=$(mktemp -d /tmp/vault-luks-net.XXXXXX)
 dnsmasq_pid=
+bao_pid=
 
 cleanup() {
 	[ -n "$dnsmasq_pid" ] && kill "$dnsmasq_pid" 2>/dev/null && wait "$dnsmasq_pid" 2>/dev/null
+	[ -n "$bao_pid" ] && kill "$bao_pid" 2>/dev/null && wait "$bao_pid" 2>/dev/null
 	ip netns del "$cli" 2>/dev/null || true
 	ip netns del "$srv" 2>/dev/null || true
 	rm -rf "$work"
@@ -63,7 +65,7 @@ serve() {
 		--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,1h \
 		--dhcp-option=option:router,192.0.2.1 --dhcp-option=option:dns-server,192.0.2.1 \
 		--host-record=vault.test,192.0.2.7 --local=/test/ --dhcp-leasefile="$work/leases" \
-		--pid-file= --log-facility="$work/dnsmasq.log" --log-dhcp &
+		--pid-file= --log-facility="$work/dnsmasq.log" --log-dhcp --log-queries &
 	dnsmasq_pid=$!
 	sleep 0.3
 }
@@ -274,17 +276,61 @@ case_late_nic() {
 	[ -z "$(ip -n "$cli" -o addr show dev eth0)" ] || fail "late-nic: an address left on eth0"
 }
 
+# volume KEY: a LUKS2 image $work/vol.img keyed with KEY (fast PBKDF2: the key is tested, not the
+# KDF), and a cryptsetup on $work/bin that emulates the mapping (tests/fixtures).
+volume() {
+	mkdir -p "$work/bin" "$work/state"
+	ln -sf "$here/../fixtures/cryptsetup-wrapper" "$work/bin/cryptsetup"
+	truncate -s 20M "$work/vol.img"
+	printf '%s' "$1" | cryptsetup luksFormat --batch-mode --type luks2 \
+		--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- "$work/vol.img"
+}
+
+case_vault_by_name() {
+	# The whole unlock with nothing configured: DHCP, then Vault by its name through the DNS
+	# server DHCP gave, a real OpenBao in the server namespace (192.0.2.7, "vault.test"),
+	# token login, transit decrypt of the article's key, the volume opened; the namespace's
+	# network as before afterwards.
+	veth eth0
+	serve eth0
+	ip -n "$srv" addr add 192.0.2.7/24 dev s-eth0
+	ip -n "$srv" link set lo up
+	ip netns exec "$srv" bao server -dev -dev-root-token-id=root -dev-no-store-token \
+		-dev-listen-address=192.0.2.7:8200 >"$work/bao.log" 2>&1 &
+	bao_pid=$!
+	sbao() { ip netns exec "$srv" env BAO_ADDR=http://192.0.2.7:8200 BAO_TOKEN=root bao "$@"; }
+	for _ in $(seq 150); do sbao status >/dev/null 2>&1 && break; sleep 0.2; done
+	sbao status >/dev/null 2>&1 || fail "vault-by-name: OpenBao did not start: $(tail -n 5 "$work/bao.log")"
+	sbao secrets enable transit >/dev/null
+	sbao write -f transit/keys/luks >/dev/null
+	echo 'path "transit/decrypt/luks" { capabilities = ["update"] }' | sbao policy write luks - >/dev/null
+	sbao token create -policy=luks -field=token >"$work/token"
+	local key
+	key=$(openssl rand -base64 24 | tr -d '\n')
+	sbao write -field=ciphertext transit/encrypt/luks plaintext="$key" >"$work/ct"
+	volume "$key"
+	printf '%s\n' "{\"vault\": {\"address\": \"http://vault.test:8200\", \"allow_http\": true},
+	 \"auth\": {\"method\": \"token\", \"token_file\": \"$work/token\"}, \"timeouts\": {\"unlock\": 30},
+	 \"volumes\": [{\"name\": \"vol\", \"device\": \"$work/vol.img\", \"ciphertext_file\": \"$work/ct\", \"transit\": {\"key\": \"luks\"}}]}" >"$work/config.json"
+	snapshot before
+	VAULT_LUKS_TEST_STATE=$work/state PATH=$work/bin:$PATH run true unlock --no-prompt
+	[ "$rc" = 0 ] || fail "vault-by-name: exit $rc"
+	grep -q 'network: no route to the internet (default route); configuring it' "$work/err" || fail "vault-by-name: did not configure the network"
+	grep -q 'vol: unlocked as /dev/mapper/vol' "$work/err" || fail "vault-by-name: not unlocked"
+	grep -q 'what vault-luks configured is removed' "$work/err" || fail "vault-by-name: no teardown line"
+	[ -e "$work/state/active-vol" ] || fail "vault-by-name: the mapping was not made"
+	grep -q 'query\[A\] vault.test' "$work/dnsmasq.log" || fail "vault-by-name: vault.test was not asked of the DHCP-given DNS server"
+	[ ! -s "$work/etc-after" ] || fail "vault-by-name: left in /etc: $(cat "$work/etc-after")"
+	unchanged vault-by-name
+}
+
 case_prompt_wins() {
 	# `unlock --prompt` with no DHCP answer: the person types the passphrase while the Vault
 	# thread is still in DHCP; the process exits at once, and what that thread raised is gone.
 	veth eth0
 	ip -n "$srv" link set s-eth0 up # carrier, but nobody answers
 	local state=$work/state fixtures=$here/../fixtures
-	mkdir -p "$state" "$work/bin"
-	ln -s "$fixtures/cryptsetup-wrapper" "$work/bin/cryptsetup"
-	truncate -s 20M "$work/vol.img"
-	printf '%s' 'typed at the console' | cryptsetup luksFormat --batch-mode --type luks2 \
-		--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file=- "$work/vol.img"
+	volume 'typed at the console'
 	printf 'typed at the console\n' >"$state/askpass-answers"
 	echo 'vault:v1:bm90IHVzZWQ=' >"$work/ct"
 	config ", \"timeouts\": {\"unlock\": 30}, \"volumes\": [{\"name\": \"vol\", \"device\": \"$work/vol.img\", \"ciphertext_file\": \"$work/ct\", \"transit\": {\"key\": \"luks\"}}]"
@@ -302,7 +348,7 @@ case_prompt_wins() {
 
 case=${1:?usage: netns.sh CASE|all}
 if [ "$case" = all ]; then
-	for c in lease no-answer carrier configured dns resolv-kept kernel-static failure-undone late-nic prompt-wins foreign-up; do
+	for c in lease no-answer carrier configured dns resolv-kept kernel-static failure-undone late-nic prompt-wins foreign-up vault-by-name; do
 		"$0" "$c" || exit 1
 	done
 	exit 0
