@@ -161,7 +161,7 @@ if selected no-network; then
     # No interface ever appears: vault-luks waits network.carrier_timeout (10 s) for one, gives up
     # and the prompt comes up (Vault is not retried: nothing could reach it).
     VM_NO_NET=1 boot no-network "$VM_WORK/initrd-one.img" ""
-    vm_wait_for 'vault-luks(\[[0-9]+\])?: luks: network failed: no Ethernet interface found \(waited 10' 300
+    vm_wait_for 'vault-luks(\[[0-9]+\])?: error: luks: network failed: no Ethernet interface found \(waited 10' 300
     answer luks no
     finish luks
     vm_log "ok   no-network: 'no Ethernet interface found' after 10 s, prompt, backup passphrase typed, /luks mounted"
