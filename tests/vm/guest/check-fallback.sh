@@ -1,7 +1,8 @@
 #!/bin/bash
 # The real root (init=) after a fallback-test boot: which volumes the initramfs left open, the
 # marker on luks (mounted read-only), and each LV's header area hash, to compare with what
-# provisioning reported, and the network state the initramfs left (net-state.sh). Closes everything again. IO disk input: marker.
+# provisioning reported, and the network state the initramfs left (net-state.sh). Closes
+# everything again. IO disk input: marker.
 set -uo pipefail
 say() { echo "VMTEST RESULT $1"; }
 /vmtest/net-state.sh
