@@ -145,14 +145,16 @@ finish() {
     if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "$VM_NAME: the key appeared on the console"; fi
 }
 
-# row NAME MESSAGE_REGEX [CMDLINE_EXTRA]: one global failure; the faults are set by the caller.
+# row NAME MESSAGE_REGEX [CMDLINE_EXTRA [RETRYING]]: one global failure; the faults are set by the
+# caller. RETRYING (default yes): the prompt must say Vault is still being retried.
 row() {
-    local name=$1 message=$2 extra=${3:-}
+    local name=$1 message=$2 extra=${3:-} retrying=${4:-yes} how="prompt while retrying"
+    [ "$retrying" = yes ] || how="prompt"
     boot "$name" "$VM_WORK/initrd-one.img" "$extra"
     vm_wait_for "vault-luks(\\[[0-9]+\\])?: $message" 300
-    answer luks yes
+    answer luks "$retrying"
     finish luks
-    vm_log "ok   $name: '$message', prompt while retrying, backup passphrase typed, /luks mounted"
+    vm_log "ok   $name: '$message', $how, backup passphrase typed, /luks mounted"
 }
 
 selected() { [ -z "${VM_FALLBACK_ROWS:-}" ] || [[ " $VM_FALLBACK_ROWS " == *" $1 "* ]]; }
@@ -160,11 +162,7 @@ rows=0
 if selected no-network; then
     # No interface ever appears: vault-luks waits network.carrier_timeout (10 s) for one, gives up
     # and the prompt comes up (Vault is not retried: nothing could reach it).
-    VM_NO_NET=1 boot no-network "$VM_WORK/initrd-one.img" ""
-    vm_wait_for 'vault-luks(\[[0-9]+\])?: error: luks: network failed: no Ethernet interface found \(waited 10' 300
-    answer luks no
-    finish luks
-    vm_log "ok   no-network: 'no Ethernet interface found' after 10 s, prompt, backup passphrase typed, /luks mounted"
+    VM_NO_NET=1 row no-network 'error: luks: network failed: no Ethernet interface found \(waited 10' '' no
     rows=$((rows + 1))
 fi
 if selected metadata-down; then
