@@ -28,6 +28,7 @@ vm_on_exit() { VM_CLEANUPS+=("$*"); }
 vm_run_cleanups() {
     local rc=$? i
     set +e
+    if [ "$rc" = 0 ]; then vm_part_end pass; else vm_part_end FAIL; fi
     for ((i = ${#VM_CLEANUPS[@]} - 1; i >= 0; i--)); do
         eval "${VM_CLEANUPS[i]}"
     done
@@ -57,6 +58,26 @@ vm_time_end() {
     t=$(awk -v a="${VM_T0[$1]}" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     VM_TIMES+=("$1=${t}s")
     vm_log "time $1: ${t}s"
+}
+
+# vm_part NAME: a named part of the script begins; the one before it, if any, ends as passed. Each
+# part's wall time and result go to $VM_RESULTS when it is set (a line "NAME<TAB>SECONDS<TAB>pass"
+# or "...FAIL", NAME prefixed with $VM_PART_PREFIX): run-all.sh and `make test` print them as their
+# summary. A part still running when the script exits passed if the exit status is 0, else failed.
+VM_PART=
+vm_part() {
+    vm_part_end pass
+    VM_PART=$1
+    VM_PART_T0=$(date +%s.%N)
+    vm_log "-- ${VM_PART_PREFIX:-}$1"
+}
+vm_part_end() {
+    [ -n "${VM_PART:-}" ] || return 0
+    local t
+    t=$(awk -v a="$VM_PART_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
+    [ -z "${VM_RESULTS:-}" ] || printf '%s\t%s\t%s\n' "${VM_PART_PREFIX:-}$VM_PART" "$t" "$1" >>"$VM_RESULTS"
+    vm_log "-- ${VM_PART_PREFIX:-}$VM_PART: $1 (${t} s)"
+    VM_PART=
 }
 
 # --- chroot on the host -------------------------------------------------------------------------------
@@ -286,6 +307,8 @@ vm_http_serve() {
 #   VAULT_LUKS_VM_KVM=1     use KVM instead of TCG (guests hung under KVM on the machine we measured)
 #   VM_QEMU_EXTRA="..."     more qemu arguments (word-split)
 #   VM_NO_NET=1             no network card
+#   VM_SNAPSHOT=N           the first N disks are booted with writes discarded (the image is untouched)
+#   VM_SMP=N                virtual CPUs (default 1)
 
 # The kernel command line every boot starts from. panic=1 + qemu's -no-reboot: a guest that panics
 # (e.g. init= exits) ends the run at once instead of waiting for a timeout.
@@ -316,6 +339,68 @@ vm_provision() {
     rm -f "$VM_WORK/provision-io.img"
 }
 
+# vm_data_disk FLAVOUR: the data disk every test boots, provisioned once and cached in
+# $VM_CACHE/data/ (a provisioning boot with FLAVOUR's kernel and stock initramfs when the cache
+# is cold or its inputs changed). It holds vg.flex with
+#   lv.luks      192 MiB, LUKS2, keyslot 0 argon2id keyed with `key` (the article's 32-character
+#                transit plaintext), keyslot 1 PBKDF2 with `backup`; ext4 holding `marker`;
+#   lv.denied, lv.invalid, lv.rejected   32 MiB, LUKS2 (PBKDF2) keyed with key-NAME and backup;
+#   room for the 64 MiB lv.data2 the lifecycle enrolls.
+# Sets VM_DATA to the cache dir (data.img and its data.sha256, key, backup, key-NAME, marker).
+# Tests boot copies of data.img, or data.img itself with writes discarded (VM_SNAPSHOT); nothing
+# writes to the cached file. The keys are transit plaintexts: each
+# run wraps them with its own OpenBao's transit key, as the article's `transit/encrypt` did.
+vm_data_disk() {
+    local flavour=$1 stamp dir lock img
+    VM_DATA=$VM_CACHE/data
+    stamp=$(printf '%s\n' "$VM_SUITE" "$(cat "$VM_LIB_DIR/guest/provision.sh")" \
+        "$(declare -f vm_data_disk vm_provision)" | sha256sum | cut -c1-16)
+    mkdir -p "$VM_CACHE"
+    exec {lock}>"$VM_CACHE/data.lock"
+    flock "$lock"
+    if [ "$(cat "$VM_DATA/stamp" 2>/dev/null || true)" = "$stamp" ]; then
+        exec {lock}>&-
+        vm_log "data disk is current ($stamp): $VM_DATA"
+        return 0
+    fi
+    vm_time_start "provision:data-disk"
+    vm_log "provisioning the data disk ($stamp) with the $flavour image"
+    vm_ensure_image "$flavour"
+    img=$(vm_image_dir "$flavour")
+    dir=$VM_CACHE/data.new
+    rm -rf -- "$dir" "$VM_WORK/provision-root"
+    mkdir -p "$dir"
+    vm_prepare_root "$flavour" "$VM_WORK/provision-root"
+    vm_mkfs_dir "$VM_WORK/provision-root" "$VM_WORK/provision-root.img" 2G vmroot
+    rm -rf -- "$VM_WORK/provision-root"
+    vm_new_key >"$dir/key"
+    printf 'vmtest backup %s' "$(openssl rand -hex 8)" >"$dir/backup"
+    printf '%s\n' denied invalid rejected >"$dir/extra"
+    for name in denied invalid rejected; do vm_new_key >"$dir/key-$name"; done
+    echo "provisioned $(date -u +%FT%TZ) $RANDOM" >"$dir/marker"
+    vm_blank_disk "$dir/data.img" 400M
+    vm_provision "$img/vmlinuz" "$img/initrd-stock.img" "$VM_WORK/provision-root.img" "$dir/data.img" \
+        "$dir/key" "$dir/marker" "$dir/backup" "$dir/extra" "$dir"/key-*
+    sha256sum <"$dir/data.img" | cut -c1-64 >"$dir/data.sha256"
+    rm -f "$VM_WORK/provision-root.img"
+    echo "$stamp" >"$dir/stamp"
+    rm -rf -- "$VM_DATA"
+    mv "$dir" "$VM_DATA"
+    exec {lock}>&-
+    vm_time_end "provision:data-disk"
+}
+
+# vm_new_key: a key the article's way (`openssl rand -base64 24`: 32 characters, no newline).
+vm_new_key() { openssl rand -base64 24 | tr -d '\n'; }
+
+# vm_data_untouched IMG: fail unless IMG (a copy of the data disk a boot ran on) is byte for byte
+# the disk provisioning made: no LUKS header, LVM metadata or file system block was written.
+vm_data_untouched() {
+    [ "$(sha256sum <"$1" | cut -c1-64)" = "$(cat "$VM_DATA/data.sha256")" ] ||
+        vm_die "$VM_NAME: the boot wrote to the data disk (its sha256 is not provisioning's)"
+    vm_log "ok   data disk untouched: every LUKS header, the LVM metadata and the file systems as provisioning left them"
+}
+
 vm_start() {
     local name=$1 kernel=$2 initrd=$3 append=$4
     shift 4
@@ -337,7 +422,7 @@ vm_start() {
         net+=",guestfwd=tcp:169.254.169.254:80-cmd:$VM_LIB_DIR/guestfwd-relay.sh $VM_META_PORT"
     fi
     # shellcheck disable=SC2054 # the commas are qemu's, inside single arguments
-    local args=(-accel "$accel" -machine pc -cpu max -m "$VM_MEM" -smp 1
+    local args=(-accel "$accel" -machine pc -cpu max -m "$VM_MEM" -smp "${VM_SMP:-1}"
         -nodefaults -display none -no-reboot
         -chardev "pipe,id=ser0,path=$fifo" -serial chardev:ser0
         -kernel "$kernel" -initrd "$initrd" -append "$append"
@@ -345,9 +430,13 @@ vm_start() {
     # VM_NO_NET=1: no network card at all (the "no network" boot).
     # shellcheck disable=SC2054 # the commas are qemu's
     [ "${VM_NO_NET:-0}" = 1 ] || args+=(-netdev "$net" -device virtio-net-pci,netdev=n0,addr=3)
-    local d
+    local d n=0
     for d in "$@"; do
-        args+=(-drive "file=$d,format=raw,if=virtio,cache=unsafe")
+        # VM_SNAPSHOT=N: the first N disks take no writes (qemu keeps them in a temporary overlay).
+        local snap=off
+        ((n++ < ${VM_SNAPSHOT:-0})) && snap=on
+        [[ $d != *,* ]] || vm_die "a disk path may not contain a comma (qemu option syntax): $d"
+        args+=(-drive "file=$d,format=raw,if=virtio,cache=unsafe,snapshot=$snap")
     done
     # shellcheck disable=SC2206 # word-splitting of the extra arguments is the point
     [ -n "${VM_QEMU_EXTRA:-}" ] && args+=($VM_QEMU_EXTRA)
