@@ -1,8 +1,9 @@
 #!/bin/bash
 # The real root (init=) after a fallback-test boot: which volumes the initramfs left open, the
-# marker on luks (mounted read-only), and each LV's header area hash, to compare with what
-# provisioning reported, and the network state the initramfs left (net-state.sh). Closes
-# everything again. IO disk input: marker.
+# marker on luks (mounted read-only), and the network state the initramfs left (net-state.sh).
+# Closes everything again. IO disk input: marker. (That the boot wrote nothing to the data disk,
+# LUKS headers included, the host checks on the disk image afterwards: a checksum of its own of
+# 64 MiB would take this guest a minute under TCG.)
 set -uo pipefail
 say() { echo "VMTEST RESULT $1"; }
 /vmtest/net-state.sh
@@ -20,6 +21,5 @@ for lv in /dev/vg.flex/lv.*; do
         if cryptsetup status "$name" >/dev/null 2>&1; then say "${name}_open=yes"; else say "${name}_open=no"; fi
     fi
     cryptsetup close "$name" 2>/dev/null
-    say "header_$name=$(head -c 16777216 "$lv" | sha256sum | cut -c1-64)"
 done
 vgchange -q -an vg.flex >/dev/null 2>&1

@@ -5,7 +5,6 @@
 #   every volume), extra (one volume NAME per line: lv.NAME, LUKS2 keyed with key-NAME, no file
 #   system; the fallback test's per-volume failures).
 # Makes PV + vg.flex + lv.luks, LUKS2 with argon2id, ext4, a marker file; closes everything.
-# Reports header_NAME: the sha256 of each LV's first 16 MiB (the LUKS2 header area).
 set -euo pipefail
 say() { echo "VMTEST RESULT $1"; }
 dev=$(cat data-dev)
@@ -36,8 +35,5 @@ if [ -f extra ]; then
     done <extra
 fi
 say "luks_uuid=$(cryptsetup luksUUID /dev/vg.flex/lv.luks)"
-for lv in /dev/vg.flex/lv.*; do
-    say "header_${lv##*/lv.}=$(head -c 16777216 "$lv" | sha256sum | cut -c1-64)"
-done
 vgchange -q -an vg.flex
 say "provisioned=yes"
