@@ -66,11 +66,13 @@ fallback_finish() {
     if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "$VM_NAME: the key appeared on the console"; fi
 }
 
-# fallback_row NAME MESSAGE_REGEX CMDLINE_EXTRA RETRYING: one global failure on the one-volume
-# initramfs (the faults are set by the caller); RETRYING: the prompt must say Vault is still retried.
+# fallback_row NAME FAULTS MESSAGE_REGEX CMDLINE_EXTRA RETRYING: one global failure on the one-volume
+# initramfs, the stand-in's faults set to FAULTS; RETRYING: the prompt must say Vault is still retried.
 fallback_row() {
-    local name=$1 message=$2 extra=$3 retrying=$4 how="prompt while retrying"
+    local name=$1 message=$3 extra=$4 retrying=$5 how="prompt while retrying"
     [ "$retrying" = yes ] || how="prompt"
+    vm_part "fallback $name"
+    faults "$2"
     fallback_boot "$name" "$VM_WORK/initrd.img" "rd.vault-luks.timeout=30 $extra"
     vm_wait_for "vault-luks(\\[[0-9]+\\])?: $message" 300
     fallback_answer luks "$retrying"
@@ -91,6 +93,7 @@ fallback_wait_seen() {
 
 fallback_sequence() {
     local name line
+    vm_part "fallback sequence"
     faults '{"clear_all": true, "set": ["metadata-down"]}'
     # The deadline only bounds the boot: the harness moves from fault to fault as soon as each
     # one's line is on the console.
@@ -128,32 +131,27 @@ fallback_part() {
     # The sequence's own rows select it.
     [[ " $selected " =~ \ (metadata-down|sealed|hang|comes-back|per-volume)\  ]] && selected+=" sequence"
     wanted() { [[ " $selected " == *" $1 "* ]]; }
-    if wanted sequence; then
-        vm_part "fallback sequence"
-        fallback_sequence
-    fi
+    # Each boot on its own (vm_isolated): one that fails does not keep the others from running.
+    if wanted sequence; then vm_isolated fallback_sequence; fi
     if wanted vault-down; then
-        vm_part "fallback vault-down"
-        faults '{"clear_all": true}'
-        fallback_row vault-down 'vault login: attempt 1 failed: .*cannot connect' \
+        vm_isolated fallback_row vault-down '{"clear_all": true}' 'vault login: attempt 1 failed: .*cannot connect' \
             "rd.vault-luks.address=http://169.254.0.2:$closed_port" yes
     fi
     if wanted login-403; then
-        vm_part "fallback login-403"
-        faults '{"clear_all": true, "set": ["login-403"]}'
-        fallback_row login-403 'error: luks: vault login failed: .*HTTP 403: permission denied' '' no
+        vm_isolated fallback_row login-403 '{"clear_all": true, "set": ["login-403"]}' \
+            'error: luks: vault login failed: .*HTTP 403: permission denied' '' no
     fi
     if wanted tls; then
-        vm_part "fallback tls"
-        faults '{"clear_all": true}'
-        fallback_row tls 'error: luks: vault login failed: .*TLS error' "rd.vault-luks.address=https://169.254.0.2:$tls_port" no
+        vm_isolated fallback_row tls '{"clear_all": true}' 'error: luks: vault login failed: .*TLS error' \
+            "rd.vault-luks.address=https://169.254.0.2:$tls_port" no
     fi
     if wanted no-network; then
         # No interface ever appears: vault-luks waits network.carrier_timeout (10 s) for one, gives up
         # and the prompt comes up (Vault is not retried: nothing could reach it).
-        vm_part "fallback no-network"
-        VM_NO_NET=1 fallback_row no-network 'error: luks: network failed: no Ethernet interface found \(waited 10' '' no
+        VM_NO_NET=1 vm_isolated fallback_row no-network '{"clear_all": true}' \
+            'error: luks: network failed: no Ethernet interface found \(waited 10' '' no
     fi
+    ((VM_FAILED == 0)) || { vm_log "fallback: $VM_FAILED of its boots failed"; exit 1; }
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -28,6 +28,7 @@ vm_on_exit() { VM_CLEANUPS+=("$*"); }
 vm_run_cleanups() {
     local rc=$? i
     set +e
+    trap - ERR
     if [ "$rc" = 0 ]; then vm_part_end pass; else vm_part_end FAIL; fi
     for ((i = ${#VM_CLEANUPS[@]} - 1; i >= 0; i--)); do
         eval "${VM_CLEANUPS[i]}"
@@ -36,10 +37,18 @@ vm_run_cleanups() {
     return "$rc"
 }
 
-# vm_init: a work dir (VM_WORK; kept when VM_KEEP=1) and the EXIT trap. Call once, at the top.
+# vm_err STATUS LINE COMMAND (the ERR trap): say which command ended the script under `set -e`, so that
+# a failure outside vm_die (curl, cp, a chroot step) is not a silent exit in a CI log.
+vm_err() { printf '%s [vm] FAIL: %s:%s: "%s" exited with %s\n' "$(date +%H:%M:%S)" "${BASH_SOURCE[1]##*/}" "$2" "$3" "$1" >&2; }
+# shellcheck disable=SC2016 # expanded when the trap runs
+vm_err_trace() { trap 'vm_err $? $LINENO "$BASH_COMMAND"' ERR; }
+
+# vm_init: a work dir (VM_WORK; kept when VM_KEEP=1), the EXIT trap and the ERR trace. Call once, at the top.
 vm_init() {
     trap vm_run_cleanups EXIT
     trap 'exit 130' INT TERM
+    set -E
+    vm_err_trace
     [ "$(id -u)" = 0 ] || vm_die "run as root (debootstrap, chroot, mount)"
     VM_WORK=$(mktemp -d "${TMPDIR:-/tmp}/vault-luks-vm.XXXXXX")
     if [ "${VM_KEEP:-0}" = 1 ]; then
@@ -78,6 +87,34 @@ vm_part_end() {
     [ -z "${VM_RESULTS:-}" ] || printf '%s\t%s\t%s\n' "${VM_PART_PREFIX:-}$VM_PART" "$t" "$1" >>"$VM_RESULTS"
     vm_log "-- ${VM_PART_PREFIX:-}$VM_PART: $1 (${t} s)"
     VM_PART=
+}
+
+# vm_isolated CMD...: run CMD (a part, or several: it calls vm_part) in a subshell with cleanups of its
+# own, so that a failure -- vm_die, or any command under `set -e` -- ends CMD alone: its VM is stopped,
+# its running part is recorded FAIL, and the caller goes on with the next part. VM_FAILED counts the
+# failed ones; the caller exits non-zero at its end when it is not 0.
+VM_FAILED=0
+vm_isolated() {
+    local rc=0
+    vm_part_end pass
+    # Not `( ... ) || rc=$?`: bash ignores `set -e` in a subshell whose status is tested. The ERR trace
+    # is off around it here, on inside it: the failure is reported once, where it happened.
+    set +e
+    trap - ERR
+    (
+        set -e
+        vm_err_trace
+        VM_CLEANUPS=()
+        trap vm_run_cleanups EXIT
+        trap 'exit 130' INT TERM
+        "$@"
+    )
+    rc=$?
+    vm_err_trace
+    set -e
+    [ "$rc" = 0 ] || VM_FAILED=$((VM_FAILED + 1))
+    # Interrupted: stop here too.
+    [ "$rc" != 130 ] || exit 130
 }
 
 # --- chroot on the host -------------------------------------------------------------------------------
@@ -464,6 +501,10 @@ vm_tail_log() {
     if [ -s "$VM_WORK/$VM_NAME.qemu.log" ]; then
         vm_log "qemu said:"
         sed 's/^/    | /' "$VM_WORK/$VM_NAME.qemu.log" >&2
+    fi
+    if [ -s "$VM_WORK/standin.log" ]; then
+        vm_log "last 20 lines of the Exoscale stand-in's log:"
+        tail -n 20 "$VM_WORK/standin.log" | sed 's/^/    | /' >&2
     fi
 }
 

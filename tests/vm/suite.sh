@@ -52,7 +52,10 @@ vm_data_disk "$flavour"
 vm_vault_standin
 vault_port=$VM_VAULT_PORT
 bao write -f transit/keys/other >/dev/null
-faults() { curl -sf -X POST -d "$1" "http://127.0.0.1:$vault_port/_standin/faults" >/dev/null; }
+faults() {
+    curl -sf --max-time 10 -X POST -d "$1" "http://127.0.0.1:$vault_port/_standin/faults" >/dev/null ||
+        vm_die "the stand-in did not take the faults $1 (see its log: $VM_WORK/standin.log)"
+}
 
 tls=$VM_WORK/tls
 mkdir -p "$tls"
@@ -173,8 +176,10 @@ vm_mkfs_dir "$root" "$VM_WORK/root.img" 2G vmroot
 rm -rf -- "$root"
 
 # --- the parts ----------------------------------------------------------------------------------------
+# Each part on its own: a failure in one does not keep the next from running (the fallback part
+# needs nothing the boot part makes). Inside a part, what follows a failure needs what it made.
 for part in "${parts[@]}"; do
-    "${part}_part"
+    vm_isolated "${part}_part"
 done
-vm_part_end pass
+[ "$VM_FAILED" = 0 ] || vm_die "$flavour: $VM_FAILED failed (see FAIL above)"
 vm_log "PASS $flavour: ${parts[*]}"
