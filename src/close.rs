@@ -71,7 +71,7 @@ pub fn close(config: &Config, names: &[String], force: bool) -> Result<()> {
 
 fn describe(e: crate::luks::OpenError) -> String {
     match e {
-        crate::luks::OpenError::Failed(words) => words,
+        crate::luks::OpenError::Failed(words) | crate::luks::OpenError::Crashed(words) => words,
         other => format!("{other:?}"),
     }
 }

@@ -431,6 +431,11 @@ pub fn open_error(v: &Volume, e: OpenError) -> Error {
             format!("cryptsetup open {}: {words}", v.device.display()),
             "check the device is a LUKS volume and dm_crypt is available",
         ),
+        OpenError::Crashed(words) => Error::failed(
+            Step::Cryptsetup,
+            format!("cryptsetup crashed opening {}: {words}", v.device.display()),
+            "cryptsetup cannot run here: the initramfs lacks a file it loads at run time (libgcc_s.so.1 when glibc names it); rebuild the initramfs with this vault-luks's hook or module, and open the volume by hand meanwhile",
+        ),
     }
 }
 

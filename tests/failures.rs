@@ -225,6 +225,24 @@ fn a_key_the_header_rejects() {
 }
 
 #[test]
+fn cryptsetup_crashing_is_told_apart_from_a_volume_problem() {
+    // What a cryptsetup whose initramfs lacks libgcc_s.so.1 does (Debian bug #1032221): glibc
+    // prints why and aborts. The operator must read that cryptsetup could not run, not that the
+    // device may not be a LUKS volume.
+    let case = Case::new("cryptsetup-crash", &[]);
+    std::fs::write(case.sb.state.join("crash-open"), "").unwrap();
+    case.run()
+        .assert_code(1)
+        .assert_stderr("luks: cryptsetup failed: cryptsetup crashed opening")
+        .assert_stderr(
+            "libgcc_s.so.1 must be installed for pthread_exit to work (killed by signal 6)",
+        )
+        .assert_stderr("the initramfs lacks a file it loads at run time")
+        .refute_stderr("check the device is a LUKS volume")
+        .assert_within(BOUND);
+}
+
+#[test]
 fn a_server_that_never_answers_cannot_hold_the_deadline() {
     let case = Case::new("vault-hang", &["vault-hang"]);
     case.run()

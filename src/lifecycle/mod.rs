@@ -73,6 +73,7 @@ pub fn luks_error(device: &Path, what: &str, e: OpenError) -> Error {
         OpenError::KeyRejected => "no keyslot accepts the key".to_string(),
         OpenError::TimedOut(t) => format!("did not finish within {}s", t.as_secs()),
         OpenError::Failed(words) => words,
+        OpenError::Crashed(words) => format!("crashed: {words}"),
     };
     Error::failed(
         Step::Cryptsetup,

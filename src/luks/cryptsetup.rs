@@ -19,6 +19,10 @@ pub enum OpenError {
     TimedOut(Duration),
     /// Anything else, with cryptsetup's own words.
     Failed(String),
+    /// Killed by a signal we did not send: cryptsetup could not run here at all (in an
+    /// initramfs, typically glibc aborting because a library it loads with dlopen, libgcc_s.so.1,
+    /// was left out of the image). With cryptsetup's own words.
+    Crashed(String),
 }
 
 /// Environment variables that may hold a Vault token; children never inherit them.
@@ -48,7 +52,8 @@ impl Cryptsetup {
     }
 
     /// Runs cryptsetup; a non-zero exit is returned as `Failed` with its words, except exit
-    /// code 2 (no keyslot accepts the key), which is `KeyRejected`.
+    /// code 2 (no keyslot accepts the key), which is `KeyRejected`, and death by a signal,
+    /// which is `Crashed`.
     pub fn exec<S: AsRef<std::ffi::OsStr>>(
         &self,
         args: &[S],
@@ -60,7 +65,8 @@ impl Cryptsetup {
         match out.status.code() {
             Some(0) => Ok(out),
             Some(2) => Err(OpenError::KeyRejected),
-            _ => Err(OpenError::Failed(describe(&out))),
+            Some(_) => Err(OpenError::Failed(describe(&out))),
+            None => Err(OpenError::Crashed(describe(&out))),
         }
     }
 
@@ -103,12 +109,14 @@ fn describe(out: &Output) -> String {
     }
 }
 
-/// `exit code N` or `killed by a signal`.
+/// `exit code N` or `killed by signal N`.
 pub fn exit_text(status: ExitStatus) -> String {
-    status.code().map_or_else(
-        || "killed by a signal".to_string(),
-        |c| format!("exit code {c}"),
-    )
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => "killed by a signal".to_string(),
+    }
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -152,7 +152,9 @@ pub fn write_binding(
 
 fn describe(e: &OpenError, device: &Path) -> String {
     match e {
-        OpenError::Failed(words) => format!("{}: {words}", device.display()),
+        OpenError::Failed(words) | OpenError::Crashed(words) => {
+            format!("{}: {words}", device.display())
+        }
         other => format!("{}: {other:?}", device.display()),
     }
 }

@@ -661,7 +661,7 @@ pub fn check(
             }
             Err(e) => {
                 let why = match e {
-                    OpenError::Failed(words) => words,
+                    OpenError::Failed(words) | OpenError::Crashed(words) => words,
                     OpenError::TimedOut(t) => format!("killed after {} s", t.as_secs()),
                     OpenError::KeyRejected => "refused".into(),
                 };
