@@ -62,6 +62,16 @@ install() {
     inst_binary "$bin" /usr/sbin/vault-luks
     inst_script "$moddir/vault-luks-initrd.sh" /usr/sbin/vault-luks-initrd
     inst_multiple cryptsetup
+    # glibc loads libgcc_s.so.1 with dlopen when a thread of cryptsetup's exits: no ldd-based
+    # install sees it (Debian bug #1032221), and without it cryptsetup aborts at boot
+    # ("libgcc_s.so.1 must be installed for pthread_exit to work"). It lives beside the libc.
+    local libc
+    libc=$(ldd "$(command -v cryptsetup)" | sed -n 's/.*=> \(\/[^ ]*\/libc\.so\.6\) .*/\1/p')
+    if [[ ! -e ${libc%/*}/libgcc_s.so.1 ]]; then
+        dfatal "vault-luks: libgcc_s.so.1 not found beside '${libc:-libc.so.6}': cryptsetup needs it at run time (apt install libgcc-s1)"
+        return 1
+    fi
+    inst_library "${libc%/*}/libgcc_s.so.1"
     # The fallback prompt asks through systemd's password agents (console, plymouth, SSH).
     inst_multiple -o systemd-ask-password systemd-tty-ask-password-agent
     inst_multiple -o lvm

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# build-image.sh FLAVOUR — a Debian bookworm guest root for the VM boot tests, cached outside the repo.
+# build-image.sh FLAVOUR — a Debian guest root (release $VM_RELEASE: trixie, or bookworm) for the VM
+# boot tests, cached outside the repo.
 #
 # FLAVOUR is initramfs-tools or dracut (the two conflict as packages). The result is
-#   ${VAULT_LUKS_CACHE:-/var/cache/vault-luks-vm}/FLAVOUR/{rootfs/,vmlinuz,stamp}
+#   ${VAULT_LUKS_CACHE:-/var/cache/vault-luks-vm}/RELEASE-FLAVOUR/{rootfs/,vmlinuz,stamp}
 # plus initrd-stock.img (the flavour's initramfs as installed, for provisioning boots), and is rebuilt
 # only when the package list or the configuration below changes (stamp = their hash), or with --force.
 # Prints the image directory. Tests build their own initramfs on the host in a chroot of a copy of
@@ -31,6 +32,22 @@ case $flavour in
     # dbus in the initramfs, so dbus is in (without it every dracut run fails).
     dracut) packages=("${common[@]}" dracut dracut-network cryptsetup dbus) ;;
     *) usage ;;
+esac
+# VM_VARIANT=minimal: only what the README's support table tells a user to install, nothing the
+# other guests carry for convenience (a package there can hide a file our hooks forget: it hid
+# libgcc_s.so.1, which cryptsetup-initramfs copies). initramfs-tools only for now: the dracut module
+# still depends on kernel-network-modules, which only dracut-network ships.
+case ${VM_VARIANT:-}:$flavour in
+    :*) ;;
+    # iproute2 is the harness's (net-state.sh reads the real root's links and routes with it).
+    minimal:initramfs-tools) packages=(linux-image-amd64 systemd-sysv udev kmod lvm2 e2fsprogs initramfs-tools cryptsetup-bin iproute2) ;;
+    *) vm_die "VM_VARIANT=$VM_VARIANT for $flavour: only minimal, for initramfs-tools" ;;
+esac
+case $VM_RELEASE in
+    bookworm) ;;
+    # trixie split systemd-cryptsetup out of systemd (systemd recommends it: an installed system has it).
+    trixie) [ "$flavour" = initramfs-tools ] || packages+=(systemd-cryptsetup) ;;
+    *) vm_die "VM_RELEASE=$VM_RELEASE: bookworm or trixie" ;;
 esac
 
 # configure_guest_root ROOT FLAVOUR: everything done to the root after the packages are in. Its text is
@@ -69,31 +86,31 @@ if [ -z "$mirror" ]; then
     mirror=${mirror:-http://deb.debian.org/debian}
 fi
 
-key=$(printf '%s\n' "$VM_SUITE" "$mirror" "${packages[@]}" "$(declare -f configure_guest_root vm_build_initrd)" |
+key=$(printf '%s\n' "$VM_RELEASE" ${VM_VARIANT:+"variant $VM_VARIANT"} "$mirror" "${packages[@]}" "$(declare -f configure_guest_root vm_build_initrd)" |
     sha256sum | cut -c1-16)
 dir=$(vm_image_dir "$flavour")
 mkdir -p "$VM_CACHE"
 
 # One builder per flavour at a time; a second caller waits, then finds the image current.
-exec {lock}>"$VM_CACHE/$flavour.lock"
+exec {lock}>"$dir.lock"
 flock "$lock"
 if [ "$force" = 0 ] && [ "$(cat "$dir/stamp" 2>/dev/null || true)" = "$key" ] && [ -f "$dir/initrd-stock.img" ]; then
-    vm_log "image $flavour is current ($key): $dir"
+    vm_log "image $VM_RELEASE $flavour${VM_VARIANT:+ $VM_VARIANT} is current ($key): $dir"
     echo "$dir"
     exit 0
 fi
 
 vm_init
-vm_time_start "build-image:$flavour"
-vm_log "building $flavour image ($key) from $mirror"
-new=$VM_CACHE/$flavour.new
+vm_time_start "build-image:$VM_RELEASE-$flavour"
+vm_log "building $VM_RELEASE $flavour${VM_VARIANT:+ $VM_VARIANT} image ($key) from $mirror"
+new=$dir.new
 rm -rf -- "$new"
 mkdir -p "$new" "$VM_CACHE/debs"
 vm_on_exit "rm -rf -- '$new'"
 
 # Stage 1: minbase. Stage 2: the rest with apt inside the chroot, because debootstrap's own resolver
 # takes initramfs-tools for linux-image-amd64 even when dracut is asked for.
-debootstrap --variant=minbase --cache-dir="$VM_CACHE/debs" "$VM_SUITE" "$new/rootfs" "$mirror" \
+debootstrap --variant=minbase --cache-dir="$VM_CACHE/debs" "$VM_RELEASE" "$new/rootfs" "$mirror" \
     >"$VM_WORK/debootstrap.log" 2>&1 ||
     { tail -n 40 "$VM_WORK/debootstrap.log" >&2; vm_die "debootstrap failed"; }
 root=$new/rootfs
@@ -122,6 +139,6 @@ vm_build_initrd "$root" "$new/initrd-stock.img"
 echo "$key" >"$new/stamp"
 rm -rf -- "$dir"
 mv "$new" "$dir"
-vm_time_end "build-image:$flavour"
-vm_log "image $flavour ($kver, $(du -sh "$dir" | cut -f1)): $dir"
+vm_time_end "build-image:$VM_RELEASE-$flavour"
+vm_log "image $VM_RELEASE $flavour${VM_VARIANT:+ $VM_VARIANT} ($kver, $(du -sh "$dir" | cut -f1)): $dir"
 echo "$dir"

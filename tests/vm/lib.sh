@@ -13,8 +13,13 @@
 
 VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 VM_CACHE=${VAULT_LUKS_CACHE:-/var/cache/vault-luks-vm}
-# shellcheck disable=SC2034 # used by the scripts that source this file
-VM_SUITE=bookworm
+# The Debian release of the guests (VM_RELEASE=bookworm|trixie): trixie, the stable release, unless
+# told otherwise. The cached data disk is provisioned on one release whatever the guests run
+# (VM_DATA_RELEASE), so every suite boots the same disk.
+VM_RELEASE=${VM_RELEASE:-trixie}
+VM_DATA_RELEASE=bookworm
+# VM_VARIANT=minimal: the guest has only what the README tells a user to install (build-image.sh).
+VM_VARIANT=${VM_VARIANT:-}
 VM_MEM=${VM_MEM:-1024}
 
 # --- logging, cleanup ---------------------------------------------------------------------------------
@@ -153,12 +158,13 @@ vm_guest_kver() {
 
 # --- images -------------------------------------------------------------------------------------------
 
-# vm_image_dir FLAVOUR: the cached image (made by build-image.sh): rootfs/, vmlinuz, initrd-stock.img
-# (the flavour's initramfs as installed: for provisioning boots), stamp.
-vm_image_dir() { printf '%s/%s\n' "$VM_CACHE" "$1"; }
+# vm_image_dir FLAVOUR: the cached image of $VM_RELEASE (made by build-image.sh): rootfs/, vmlinuz,
+# initrd-stock.img (the flavour's initramfs as installed: for provisioning boots), stamp.
+vm_image_dir() { printf '%s/%s-%s%s\n' "$VM_CACHE" "$VM_RELEASE" "$1" "${VM_VARIANT:+-$VM_VARIANT}"; }
 
-# vm_ensure_image FLAVOUR: build the cached image unless it is current (build-image.sh decides).
-vm_ensure_image() { "$VM_LIB_DIR/build-image.sh" "$1" >&2; }
+# vm_ensure_image FLAVOUR: build the cached image of $VM_RELEASE (and $VM_VARIANT) unless it is
+# current (build-image.sh decides).
+vm_ensure_image() { VM_RELEASE=$VM_RELEASE VM_VARIANT=$VM_VARIANT "$VM_LIB_DIR/build-image.sh" "$1" >&2; }
 
 # vm_copy_root FLAVOUR DEST: a private copy of the cached rootfs to change (hooks, test files).
 vm_copy_root() {
@@ -390,7 +396,7 @@ vm_provision() {
 vm_data_disk() {
     local flavour=$1 stamp dir lock img
     VM_DATA=$VM_CACHE/data
-    stamp=$(printf '%s\n' "$VM_SUITE" "$(cat "$VM_LIB_DIR/guest/provision.sh")" \
+    stamp=$(printf '%s\n' "$VM_DATA_RELEASE" "$(cat "$VM_LIB_DIR/guest/provision.sh")" \
         "$(declare -f vm_data_disk vm_provision)" | sha256sum | cut -c1-16)
     mkdir -p "$VM_CACHE"
     exec {lock}>"$VM_CACHE/data.lock"
@@ -401,7 +407,8 @@ vm_data_disk() {
         return 0
     fi
     vm_time_start "provision:data-disk"
-    vm_log "provisioning the data disk ($stamp) with the $flavour image"
+    vm_log "provisioning the data disk ($stamp) with the $VM_DATA_RELEASE $flavour image"
+    local VM_RELEASE=$VM_DATA_RELEASE VM_VARIANT=
     vm_ensure_image "$flavour"
     img=$(vm_image_dir "$flavour")
     dir=$VM_CACHE/data.new

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# suite.sh FLAVOUR [PART...] — the VM tests of one flavour (initramfs-tools or dracut), every part
-# on one setup. PARTs: boot (boot.sh: two systemd boots with the lifecycle between them) and
-# fallback (fallback.sh: the failure matrix); the default is both, boot first.
+# suite.sh FLAVOUR [PART...] — the VM tests of one flavour (initramfs-tools or dracut) on the guests
+# of $VM_RELEASE (trixie unless told otherwise; or bookworm), every part on one setup. PARTs: boot
+# (boot.sh: two systemd boots with the lifecycle between them) and fallback (fallback.sh: the
+# failure matrix); the default is both, boot first.
 #
 # The setup, shared by the parts:
 #   host: a real OpenBao (transit set up the article's way) behind the Exoscale stand-ins, a second
@@ -32,7 +33,7 @@ for part in "${parts[@]}"; do
 done
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 repo=$(cd "$VM_LIB_DIR/../.." && pwd)
-VM_PART_PREFIX="vm $flavour: "
+VM_PART_PREFIX="vm $VM_RELEASE $flavour${VM_VARIANT:+ $VM_VARIANT}: "
 vm_init
 
 # `cache`: only make the cached guest image and data disk current (run-all.sh does it first).
@@ -139,6 +140,10 @@ cfg=$(find "$unpacked" -path '*/etc/vault-luks/config.json' | head -n 1)
 [ -n "$(find "$unpacked" -name luks.passphrase)" ] || vm_die "the ciphertext is not in the initramfs"
 [ -n "$(find "$unpacked" -path '*/etc/vault-luks/ca.pem')" ] || vm_die "the CA certificate vault.ca_cert names is not in the initramfs"
 [ -n "$(find "$unpacked" -name vault-luks -type f)" ] || vm_die "vault-luks is not in the initramfs"
+# What cryptsetup loads at run time, which no ldd-based copy sees: libgcc_s (glibc dlopens it when a
+# thread exits) and the kernel's dm-crypt.
+[ -n "$(find "$unpacked" -name libgcc_s.so.1)" ] || vm_die "libgcc_s.so.1 is not in the initramfs (cryptsetup aborts without it)"
+[ -n "$(find "$unpacked" -name 'dm-crypt.ko*')" ] || vm_die "dm-crypt is not in the initramfs"
 if grep -r -a -F -q -f "$VM_WORK/key" "$unpacked"; then vm_die "the LUKS key is in the initramfs"; fi
 if grep -r -a -q -E '\b(hvs|s)\.[A-Za-z0-9]{20,}' "$unpacked/etc" 2>/dev/null; then vm_die "a token-like string is in the initramfs /etc"; fi
 # (initramfs-tools always carries klibc's ipconfig and configure_networking; that nothing calls them
@@ -151,7 +156,7 @@ if cat "$unpacked"/etc/cmdline.d/* 2>/dev/null | grep -q -E '(^| )(ip=|rd.needne
     vm_die "the initramfs asks for the framework's network: $(cat "$unpacked"/etc/cmdline.d/*)"
 fi
 case " $VM_APPEND_BASE " in *" ip="* | *" rd.neednet"*) vm_die "the kernel command line asks for a network" ;; esac
-vm_log "ok   initramfs: config mode 600, ciphertext, CA and binary in, no key, no token, no framework networking"
+vm_log "ok   initramfs: config mode 600, ciphertext, CA, binary, libgcc_s and dm-crypt in, no key, no token, no framework networking"
 rm -rf -- "$unpacked" "$root/tmp/initrd.img"
 
 if wants fallback; then
@@ -181,5 +186,5 @@ rm -rf -- "$root"
 for part in "${parts[@]}"; do
     vm_isolated "${part}_part"
 done
-[ "$VM_FAILED" = 0 ] || vm_die "$flavour: $VM_FAILED failed (see FAIL above)"
-vm_log "PASS $flavour: ${parts[*]}"
+[ "$VM_FAILED" = 0 ] || vm_die "$VM_RELEASE $flavour: $VM_FAILED failed (see FAIL above)"
+vm_log "PASS $VM_RELEASE $flavour: ${parts[*]}"
