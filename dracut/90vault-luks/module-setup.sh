@@ -5,7 +5,8 @@
 # ordered after the initqueue (udev settled) and before cryptsetup.target; in a plain dracut
 # initrd a pre-mount hook; both run vault-luks-initrd (LVM activation, then unlock).
 # The network: vault-luks brings it up itself when it finds no route to the metadata server or
-# Vault (and takes it down again), so dracut's network module is not needed. Who prefers it sets
+# Vault (and takes it down again), so dracut's network module is not needed, nor dracut-network's
+# kernel-network-modules: installkernel adds the NIC drivers itself. Who prefers it sets
 # vault_luks_network="dracut" in a dracut.conf.d file: the module is then required, DHCP is asked
 # for on the image's command line, and the unit waits for network-online.target.
 
@@ -41,14 +42,21 @@ depends() {
     if [[ $(vault_luks_network_mode) == dracut ]]; then
         echo network crypt lvm
     else
-        # Only the NIC drivers: vault-luks raises the link and runs DHCP itself.
-        echo kernel-network-modules crypt lvm
+        # vault-luks raises the link and runs DHCP itself: it needs only the NIC drivers, which
+        # installkernel adds (dracut's kernel-network-modules ships in dracut-network, which a
+        # system with only `dracut` does not have).
+        echo crypt lvm
     fi
     return 0
 }
 
 installkernel() {
     instmods dm_crypt aesni_intel xts
+    if [[ $(vault_luks_network_mode) == own ]]; then
+        # Wired Ethernet and the virtual NICs of the clouds (virtio, Xen, Hyper-V, VMware); in a
+        # host-only image instmods keeps only the drivers this machine has loaded.
+        instmods '=drivers/net/ethernet' virtio_net xen-netfront hv_netvsc vmxnet3 af_packet
+    fi
 }
 
 install() {

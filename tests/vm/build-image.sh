@@ -33,16 +33,22 @@ case $flavour in
     dracut) packages=("${common[@]}" dracut dracut-network cryptsetup dbus) ;;
     *) usage ;;
 esac
-# VM_VARIANT=minimal: only what the README's support table tells a user to install, nothing the
-# other guests carry for convenience (a package there can hide a file our hooks forget: it hid
-# libgcc_s.so.1, which cryptsetup-initramfs copies). initramfs-tools only for now: the dracut module
-# still depends on kernel-network-modules, which only dracut-network ships.
-case ${VM_VARIANT:-}:$flavour in
-    :*) ;;
-    # iproute2 is the harness's (net-state.sh reads the real root's links and routes with it).
-    minimal:initramfs-tools) packages=(linux-image-amd64 systemd-sysv udev kmod lvm2 e2fsprogs initramfs-tools cryptsetup-bin iproute2) ;;
-    *) vm_die "VM_VARIANT=$VM_VARIANT for $flavour: only minimal, for initramfs-tools" ;;
+# VM_VARIANT=minimal: only what the README's support table tells a user to install, no recommends,
+# nothing the other guests carry for convenience (a package there can hide a file our hooks forget:
+# cryptsetup-initramfs hid libgcc_s.so.1, dracut-network the NIC drivers). iproute2 is the
+# harness's (net-state.sh reads the real root's links and routes with it).
+case ${VM_VARIANT:-} in
+    '') ;;
+    minimal) packages=(linux-image-amd64 systemd-sysv udev kmod lvm2 e2fsprogs "$flavour" cryptsetup-bin iproute2) ;;
+    *) vm_die "VM_VARIANT=$VM_VARIANT: empty or minimal" ;;
 esac
+
+# configure_minimal_root ROOT FLAVOUR: what the minimal guest needs beside configure_guest_root.
+configure_minimal_root() {
+    local root=$1 flavour=$2
+    # No zstd without recommends: dracut compresses with its default instead.
+    if [ "$flavour" = dracut ]; then sed -i '/^compress=/d' "$root/etc/dracut.conf.d/10-vmtest.conf"; fi
+}
 case $VM_RELEASE in
     bookworm) ;;
     # trixie split systemd-cryptsetup out of systemd (systemd recommends it: an installed system has it).
@@ -86,7 +92,7 @@ if [ -z "$mirror" ]; then
     mirror=${mirror:-http://deb.debian.org/debian}
 fi
 
-key=$(printf '%s\n' "$VM_RELEASE" ${VM_VARIANT:+"variant $VM_VARIANT"} "$mirror" "${packages[@]}" "$(declare -f configure_guest_root vm_build_initrd)" |
+key=$(printf '%s\n' "$VM_RELEASE" ${VM_VARIANT:+"variant $VM_VARIANT" "$(declare -f configure_minimal_root)"} "$mirror" "${packages[@]}" "$(declare -f configure_guest_root vm_build_initrd)" |
     sha256sum | cut -c1-16)
 dir=$(vm_image_dir "$flavour")
 mkdir -p "$VM_CACHE"
@@ -131,6 +137,7 @@ umount "$root/var/cache/apt/archives"
 vm_chroot_umount "$root"
 rm -f "$root/usr/sbin/policy-rc.d"
 configure_guest_root "$root" "$flavour"
+[ -z "${VM_VARIANT:-}" ] || configure_minimal_root "$root" "$flavour"
 
 kver=$(vm_guest_kver "$root")
 cp "$root/boot/vmlinuz-$kver" "$new/vmlinuz"
