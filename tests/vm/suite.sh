@@ -140,10 +140,13 @@ cfg=$(find "$unpacked" -path '*/etc/vault-luks/config.json' | head -n 1)
 [ -n "$(find "$unpacked" -name luks.passphrase)" ] || vm_die "the ciphertext is not in the initramfs"
 [ -n "$(find "$unpacked" -path '*/etc/vault-luks/ca.pem')" ] || vm_die "the CA certificate vault.ca_cert names is not in the initramfs"
 [ -n "$(find "$unpacked" -name vault-luks -type f)" ] || vm_die "vault-luks is not in the initramfs"
-# What cryptsetup loads at run time, which no ldd-based copy sees: libgcc_s (glibc dlopens it when a
-# thread exits) and the kernel's dm-crypt.
+# What the unlock loads at run time, which no ldd-based copy sees: libgcc_s (glibc dlopens it when a
+# thread exits), device-mapper and dm-crypt, the modules of LUKS2's default cipher aes-xts-plain64,
+# and the guest NIC's driver (all modules in Debian's kernels).
 [ -n "$(find "$unpacked" -name libgcc_s.so.1)" ] || vm_die "libgcc_s.so.1 is not in the initramfs (cryptsetup aborts without it)"
-[ -n "$(find "$unpacked" -name 'dm-crypt.ko*')" ] || vm_die "dm-crypt is not in the initramfs"
+for module in dm-mod dm-crypt xts aesni-intel virtio_net; do
+    [ -n "$(find "$unpacked" -name "$module.ko*")" ] || vm_die "the kernel module $module is not in the initramfs"
+done
 if grep -r -a -F -q -f "$VM_WORK/key" "$unpacked"; then vm_die "the LUKS key is in the initramfs"; fi
 if grep -r -a -q -E '\b(hvs|s)\.[A-Za-z0-9]{20,}' "$unpacked/etc" 2>/dev/null; then vm_die "a token-like string is in the initramfs /etc"; fi
 # (initramfs-tools always carries klibc's ipconfig and configure_networking; that nothing calls them
@@ -156,7 +159,7 @@ if cat "$unpacked"/etc/cmdline.d/* 2>/dev/null | grep -q -E '(^| )(ip=|rd.needne
     vm_die "the initramfs asks for the framework's network: $(cat "$unpacked"/etc/cmdline.d/*)"
 fi
 case " $VM_APPEND_BASE " in *" ip="* | *" rd.neednet"*) vm_die "the kernel command line asks for a network" ;; esac
-vm_log "ok   initramfs: config mode 600, ciphertext, CA, binary, libgcc_s and dm-crypt in, no key, no token, no framework networking"
+vm_log "ok   initramfs: config mode 600, ciphertext, CA, binary, libgcc_s, dm-mod, dm-crypt, xts, aesni-intel and virtio_net in, no key, no token, no framework networking"
 rm -rf -- "$unpacked" "$root/tmp/initrd.img"
 
 if wants fallback; then
