@@ -15,6 +15,11 @@ case "$kind" in
 	exit 1
 	;;
 esac
+# Packed relocations (.cargo/config.toml) are applied by musl's start-up code: prove it runs.
+if ! "$bin" --version >/dev/null; then
+	echo "build: $bin does not start (packed relocations need the musl of Rust >= 1.93)" >&2
+	exit 1
+fi
 if [ "$size" -gt "$budget" ]; then
 	echo "build: $bin is $size bytes, over the 2 MiB budget" >&2
 	exit 1
