@@ -1,8 +1,12 @@
 #!/bin/bash
 # Install vault-luks on this machine, or remove it:
 #   scripts/install.sh [BINARY]     binary -> /usr/local/sbin, example config (if none),
-#                                   the initramfs integration this system uses, the shutdown
-#                                   unit for each configured volume; rebuilds the initramfs.
+#                                   the initramfs integration this system uses, the hook that
+#                                   checks every rebuilt image, the real root's second chance
+#                                   (vault-luks-late.service) and, for each configured volume,
+#                                   the shutdown unit and its device's wait for that unit;
+#                                   rebuilds the initramfs and proves each image can unlock
+#                                   (vault-luks check --image): exit 1, loudly, when one cannot.
 #   scripts/install.sh --uninstall  removes all of it (keeps /etc/vault-luks) and rebuilds.
 # DESTDIR=/path installs into another root (image building) and skips the rebuild.
 set -euo pipefail
@@ -29,6 +33,35 @@ rebuild() {
 	esac
 }
 
+# Each installed kernel's image must be able to unlock; a kernel without one boots without an
+# initramfs, and then vault-luks-late.service unlocks in the real root.
+prove_images() {
+	[ -z "$root" ] || return 0
+	local modules kver image failed=0 checked=0
+	for modules in /lib/modules/*/; do
+		kver=$(basename "$modules")
+		image=/boot/initrd.img-$kver
+		[ -e "/boot/vmlinuz-$kver" ] || continue
+		if [ ! -e "$image" ]; then
+			echo "vault-luks: no initramfs for $kver ($image): in a boot without one, vault-luks-late.service unlocks in the real root" >&2
+			continue
+		fi
+		checked=$((checked + 1))
+		if ! "$sbin/vault-luks" --no-cmdline check --image "$image" --config "$config"; then
+			failed=$((failed + 1))
+		fi
+	done
+	if [ "$failed" -gt 0 ]; then
+		echo "E: vault-luks: $failed of $checked initramfs images cannot unlock at boot (MISSING above): fix that before rebooting" >&2
+		exit 1
+	fi
+}
+
+# The unit a device-mapper name's device has in systemd (dev-mapper-NAME.device, escaped).
+device_unit() {
+	systemd-escape --path --suffix=device "/dev/mapper/$1"
+}
+
 volumes() {
 	"$sbin/vault-luks" --no-cmdline check --config "$config" | sed -n 's/^volume \([^:]*\):.*/\1/p'
 }
@@ -37,10 +70,17 @@ if [ "${1:-}" = --uninstall ]; then
 	if [ -x "$sbin/vault-luks" ] && [ -e "$config" ]; then
 		for v in $(volumes); do
 			systemctl --root="${root:-/}" disable "vault-luks-close@$v.service" >/dev/null 2>&1 || true
+			rm -f "$root/etc/systemd/system/$(device_unit "$v").d/vault-luks.conf"
+			rmdir "$root/etc/systemd/system/$(device_unit "$v").d" 2>/dev/null || true
 		done
 	fi
+	systemctl --root="${root:-/}" disable vault-luks-late.service >/dev/null 2>&1 || true
 	rm -f "$sbin/vault-luks" "$sbin/vault-luks-keyscript" \
 		"$root/etc/systemd/system/vault-luks-close@.service" \
+		"$root/etc/systemd/system/vault-luks-late.service" \
+		"$root/etc/systemd/system/sysinit.target.wants/vault-luks-late.service" \
+		"$root/etc/initramfs/post-update.d/vault-luks" \
+		"$root/etc/kernel/postinst.d/zz-vault-luks" \
 		"$root/etc/initramfs-tools/hooks/vault-luks" \
 		"$root/etc/initramfs-tools/scripts/init-premount/vault-luks" \
 		"$root/etc/initramfs-tools/scripts/local-top/vault-luks" \
@@ -74,12 +114,16 @@ dracut)
 	install -D -m 0755 dracut/90vault-luks/module-setup.sh "$root/usr/lib/dracut/modules.d/90vault-luks/module-setup.sh"
 	install -m 0755 dracut/90vault-luks/vault-luks-pre-mount.sh dracut/90vault-luks/vault-luks-initrd.sh "$root/usr/lib/dracut/modules.d/90vault-luks/"
 	install -m 0644 dracut/90vault-luks/vault-luks.service dracut/90vault-luks/vault-luks-network-online.conf dracut/90vault-luks/90-vault-luks.network "$root/usr/lib/dracut/modules.d/90vault-luks/"
+	# After /etc/kernel/postinst.d/dracut builds a new kernel's image.
+	install -D -m 0755 scripts/check-image-hook.sh "$root/etc/kernel/postinst.d/zz-vault-luks"
 	;;
 initramfs-tools)
 	install -D -m 0755 initramfs-tools/hooks/vault-luks "$root/etc/initramfs-tools/hooks/vault-luks"
 	install -D -m 0755 initramfs-tools/scripts/init-premount/vault-luks "$root/etc/initramfs-tools/scripts/init-premount/vault-luks"
 	install -D -m 0755 initramfs-tools/scripts/local-top/vault-luks "$root/etc/initramfs-tools/scripts/local-top/vault-luks"
 	install -D -m 0755 initramfs-tools/scripts/local-bottom/vault-luks "$root/etc/initramfs-tools/scripts/local-bottom/vault-luks"
+	# After every image update-initramfs writes (kernel installs included).
+	install -D -m 0755 scripts/check-image-hook.sh "$root/etc/initramfs/post-update.d/vault-luks"
 	;;
 *)
 	echo "neither dracut nor initramfs-tools is installed: nothing unlocks at boot" >&2
@@ -87,11 +131,24 @@ initramfs-tools)
 	;;
 esac
 install -D -m 0644 systemd/vault-luks-close@.service "$root/etc/systemd/system/vault-luks-close@.service"
-for v in $(volumes); do
-	if ! systemctl --root="${root:-/}" enable "vault-luks-close@$v.service" >/dev/null 2>&1; then
+install -D -m 0644 systemd/vault-luks-late.service "$root/etc/systemd/system/vault-luks-late.service"
+# enable_unit UNIT [TEMPLATE]: as systemctl does, or by hand where it cannot run (no systemd here).
+enable_unit() {
+	if ! systemctl --root="${root:-/}" enable "$1" >/dev/null 2>&1; then
 		mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
-		ln -sf /etc/systemd/system/vault-luks-close@.service "$root/etc/systemd/system/sysinit.target.wants/vault-luks-close@$v.service"
+		ln -sf "/etc/systemd/system/${2:-$1}" "$root/etc/systemd/system/sysinit.target.wants/$1"
 	fi
+}
+enable_unit vault-luks-late.service
+for v in $(volumes); do
+	enable_unit "vault-luks-close@$v.service" vault-luks-close@.service
+	# The volume's device waits for the second chance (which may ask a person for minutes),
+	# then 20 s, not systemd's 90, for a device nobody is opening any more.
+	dropin=$root/etc/systemd/system/$(device_unit "$v").d
+	mkdir -p "$dropin"
+	printf '%s\n' "# vault-luks: opened by vault-luks in the initramfs, or else by vault-luks-late.service" \
+		"[Unit]" "After=vault-luks-late.service" "JobRunningTimeoutSec=20s" >"$dropin/vault-luks.conf"
 done
 rebuild
+prove_images
 echo "vault-luks installed ($(flavour)); volumes: $(volumes | tr '\n' ' ')"

@@ -10,10 +10,10 @@ pub const HELP: &str = "\
 vault-luks: unlock LUKS volumes with keys wrapped by Vault (or OpenBao) transit
 
 USAGE:
-    vault-luks [OPTIONS] unlock [--timeout SECONDS] [--prompt[=HOW] | --no-prompt] [NAME...]
+    vault-luks [OPTIONS] unlock [--timeout SECONDS] [--prompt[=HOW] | --no-prompt] [--late] [NAME...]
     vault-luks [OPTIONS] close [--force] [NAME...]
     vault-luks [OPTIONS] status [--json] [--check-vault]
-    vault-luks [OPTIONS] check [--files]
+    vault-luks [OPTIONS] check [--files | --image [PATH]]
     vault-luks [OPTIONS] keyscript [NAME]      (or run as vault-luks-keyscript)
     vault-luks [OPTIONS] enroll NAME --device DEV [--format [--force]] [--key-file FILE]
                          [--ciphertext-file FILE] [--transit-key KEY] [--transit-mount MOUNT]
@@ -29,7 +29,10 @@ COMMANDS:
               passphrase (any keyslot's) while Vault is retried; the first to arrive opens
               the volume. HOW: auto (default), systemd (systemd-ask-password), askpass
               (cryptroot's, /lib/cryptsetup/askpass), console. On a terminal --prompt is the
-              default; $VAULT_LUKS_ASKPASS names a program to ask instead.
+              default; $VAULT_LUKS_ASKPASS names a program to ask instead. --late: the
+              real root's second chance (vault-luks-late.service): only when vault-luks did
+              not run to its end in the initramfs (an image without it, no initramfs, a
+              crash), and saying so; volumes open already are left alone, with no login.
     close     Unmount what is mounted from each volume (or the NAMEs given), then close its
               mapping. A busy mount is refused unless --force (lazy unmount, deferred close).
     status    Show each volume: device, LUKS version, vault-luks's keyslot and token, mapping,
@@ -37,6 +40,11 @@ COMMANDS:
               each key and tests it against the header, opening nothing (exit 1 if one fails).
     check     Validate the configuration and print the resolved settings (never a secret).
               --files prints only the files the configuration refers to, one per line.
+              --image checks an initramfs (default: the running kernel's) for everything the
+              unlock needs at boot: vault-luks and what runs it, the configuration and its
+              files (the same as in /etc), cryptsetup, libgcc_s.so.1, the dm-crypt and cipher
+              modules, this machine's NIC driver. Exit 1 when a piece is missing, named with
+              what brings it. The install runs it after every rebuild of the initramfs.
     enroll    A new random key (24 bytes, base64, as the article), wrapped by transit into
               FILE (default /etc/vault-luks/NAME.passphrase, mode 0600), given a PBKDF2
               keyslot of its own: on a new LUKS2 volume (--format; refused on a device with
@@ -87,6 +95,8 @@ pub enum Command {
         names: Vec<String>,
         timeout: Option<Duration>,
         prompt: PromptArg,
+        /// The real root's second chance (see `late.rs`).
+        late: bool,
     },
     /// Hidden: our own console prompt, run as a child of `unlock` (see prompt.rs).
     AskConsole {
@@ -102,6 +112,10 @@ pub enum Command {
     },
     Check {
         files_only: bool,
+    },
+    /// `check --image [PATH]`: None is the running kernel's image.
+    CheckImage {
+        path: Option<PathBuf>,
     },
     Keyscript {
         name: Option<String>,
@@ -149,6 +163,8 @@ pub fn parse(args: &[String]) -> Result<Cli> {
     let mut json = false;
     let mut check_vault = false;
     let mut files_only = false;
+    let mut image = false;
+    let mut late = false;
     let mut timeout = None;
     let mut prompt = PromptArg::Default;
     // enroll's options
@@ -199,6 +215,11 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             "--json" => json = true,
             "--check-vault" => check_vault = true,
             "--files" => files_only = true,
+            "--image" => {
+                image = true;
+                names.extend(inline.clone());
+            }
+            "--late" => late = true,
             "--device" => device = Some(PathBuf::from(value("--device")?)),
             "--format" => format = true,
             "--force" => force = true,
@@ -242,6 +263,7 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             names,
             timeout,
             prompt,
+            late: std::mem::take(&mut late),
         },
         Some("ask-console") if names.len() == 1 => Command::AskConsole {
             message: names.remove(0),
@@ -251,6 +273,14 @@ pub fn parse(args: &[String]) -> Result<Cli> {
             force: std::mem::take(&mut force),
         },
         Some("status") => no_names(Command::Status { json, check_vault }, &names)?,
+        Some("check") if image && !files_only && names.len() <= 1 => Command::CheckImage {
+            path: names.pop().map(PathBuf::from),
+        },
+        Some("check") if image => {
+            return Err(Error::Usage(
+                "check --image takes at most one image, and not --files".into(),
+            ))
+        }
         Some("check") => no_names(Command::Check { files_only }, &names)?,
         Some("keyscript") if names.len() <= 1 => Command::Keyscript { name: names.pop() },
         Some("keyscript") => {
@@ -321,6 +351,11 @@ pub fn parse(args: &[String]) -> Result<Cli> {
         "--timeout",
         timeout.is_none() || matches!(command, Command::Unlock { .. }),
     )?;
+    only_for(
+        "--image",
+        !image || matches!(command, Command::CheckImage { .. }),
+    )?;
+    only_for("--late", !late)?;
     only_for("--resolve", resolve.is_none())?;
     only_for("--exec", exec.is_none())?;
     only_for(
@@ -391,6 +426,7 @@ mod tests {
                 names: vec!["luks".into(), "data".into()],
                 timeout: Some(Duration::from_secs(30)),
                 prompt: PromptArg::Default,
+                late: false,
             }
         );
     }
@@ -460,6 +496,44 @@ mod tests {
         assert!(p(&["unlock", "--resolve", "x"]).is_err());
         assert!(p(&["status", "--exec", "x"]).is_err());
         assert!(p(&["net-check", "eth0"]).is_err());
+    }
+
+    #[test]
+    fn check_image_takes_an_optional_path() {
+        assert_eq!(
+            p(&["check", "--image"]).unwrap().command,
+            Command::CheckImage { path: None }
+        );
+        let with_path = Command::CheckImage {
+            path: Some(PathBuf::from("/boot/initrd.img-6.12")),
+        };
+        assert_eq!(
+            p(&["check", "--image", "/boot/initrd.img-6.12"])
+                .unwrap()
+                .command,
+            with_path
+        );
+        assert_eq!(
+            p(&["check", "--image=/boot/initrd.img-6.12"])
+                .unwrap()
+                .command,
+            with_path
+        );
+        assert!(p(&["check", "--image", "a", "b"]).is_err());
+        assert!(p(&["check", "--image", "--files"]).is_err());
+        assert!(p(&["status", "--image"]).is_err());
+    }
+
+    #[test]
+    fn late_is_for_unlock_only() {
+        match p(&["unlock", "--late", "--prompt"]).unwrap().command {
+            Command::Unlock { late, .. } => assert!(late),
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["close", "--late"])
+            .unwrap_err()
+            .to_string()
+            .contains("--late does not apply"));
     }
 
     #[test]

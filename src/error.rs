@@ -46,6 +46,7 @@ pub enum Step {
     Close,
     Unlock,
     Network,
+    Image,
 }
 
 impl Step {
@@ -64,6 +65,7 @@ impl Step {
             Step::Close => "close",
             Step::Unlock => "unlock",
             Step::Network => "network",
+            Step::Image => "initramfs image",
         }
     }
 }

@@ -9,6 +9,8 @@ mod error;
 mod fallback;
 mod files;
 mod http;
+mod image;
+mod late;
 mod lifecycle;
 mod log;
 mod luks;
@@ -120,7 +122,9 @@ fn run(args: &[String]) -> Result<()> {
     // Warnings matter where Vault is contacted, and in `check`; not at every `close` at shutdown,
     // nor in `check --files`, whose output scripts read.
     let talks_to_vault = match &cli.command {
-        Command::Close { .. } | Command::Check { files_only: true } => false,
+        Command::Close { .. }
+        | Command::Check { files_only: true }
+        | Command::CheckImage { .. } => false,
         Command::Status { check_vault, .. } => *check_vault,
         _ => true,
     };
@@ -135,6 +139,7 @@ fn run(args: &[String]) -> Result<()> {
             names,
             timeout,
             prompt,
+            late,
         } => {
             if overrides.disabled {
                 log::info(format_args!("disabled by rd.vault-luks=0 on the kernel command line; nothing done (run with --no-cmdline to unlock anyway)"));
@@ -144,6 +149,15 @@ fn run(args: &[String]) -> Result<()> {
                 config.timeouts.unlock = t;
             }
             let fallback = fallback_for(prompt, &config, overrides.prompt_only)?;
+            // The real root's second chance: only what is still locked, when it should be tried.
+            let names = if late {
+                match late::still_locked(&config, &names)? {
+                    Some(locked) => locked,
+                    None => return Ok(()),
+                }
+            } else {
+                names
+            };
             unlock::unlock(&config, &names, fallback.as_ref())
         }
         Command::Close { names, force } => close::close(&config, &names, force),
@@ -216,6 +230,7 @@ fn run(args: &[String]) -> Result<()> {
             print!("{}", check::render(&config));
             Ok(())
         }
+        Command::CheckImage { path } => image::check(&config, &cli.config, path.as_deref()),
         Command::NetCheck {
             timeout,
             resolve,

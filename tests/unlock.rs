@@ -421,3 +421,63 @@ fn a_namespace_is_sent_with_every_request() {
     run_with_root(&sb.write_config(&cfg)).assert_code(0);
     assert!(sb.is_open("ns"));
 }
+
+/// `unlock --late` (vault-luks-late.service in the real root) with the initramfs's record of
+/// vault-luks's exit status (`None`: vault-luks did not run there).
+fn late(sb: &Sandbox, config: &std::path::Path, initramfs_exit: Option<&str>) -> Run {
+    let record = sb.dir.join("initramfs-exit");
+    let _ = std::fs::remove_file(&record);
+    if let Some(code) = initramfs_exit {
+        std::fs::write(&record, format!("{code}\n")).unwrap();
+    }
+    let mut cmd = sb.command(config, &["unlock", "--late"]);
+    cmd.env("VAULT_LUKS_INITRAMFS_EXIT", &record);
+    sb.run_command(cmd)
+}
+
+#[test]
+fn late_unlocks_what_the_initramfs_never_tried_and_says_why() {
+    let sb = Sandbox::new("late");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+
+    // An image without vault-luks (or no initramfs): no record.
+    late(&sb, &config, None)
+        .assert_code(0)
+        .assert_stderr("luks: not open, and vault-luks did not run in the initramfs")
+        .assert_stderr("`vault-luks check --image` names what is missing")
+        .assert_stderr("luks: unlocked as /dev/mapper/luks");
+    assert!(sb.is_open("luks"));
+    assert_eq!(standin.requests("/v1/auth/exoscale/login"), 1);
+
+    // Opened by the initramfs: nothing to do, no second login.
+    late(&sb, &config, Some("0"))
+        .assert_code(0)
+        .assert_stderr("all volumes are open (the initramfs opened them): nothing to do")
+        .refute_stderr("vault login");
+    assert_eq!(standin.requests("/v1/auth/exoscale/login"), 1);
+
+    // vault-luks stopped in the initramfs before it could ask anyone (here: killed by SIGABRT).
+    let _ = std::fs::remove_file(sb.state.join("active-luks"));
+    late(&sb, &config, Some("134"))
+        .assert_code(0)
+        .assert_stderr("luks: not open: vault-luks ended with status 134 in the initramfs before it could ask anyone")
+        .assert_stderr("luks: unlocked as /dev/mapper/luks");
+    assert_eq!(standin.requests("/v1/auth/exoscale/login"), 2);
+}
+
+#[test]
+fn late_does_not_repeat_an_initramfs_attempt_that_ran_to_its_end() {
+    let sb = Sandbox::new("late-tried");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+    late(&sb, &config, Some("1"))
+        .assert_code(1)
+        .assert_stderr("luks stayed locked in the initramfs: Vault and the passphrase prompt both failed there")
+        .assert_stderr("run `vault-luks unlock`")
+        .assert_within(Duration::from_secs(5));
+    assert!(!sb.is_open("luks"));
+    assert_eq!(standin.requests("/v1/auth/exoscale/login"), 0);
+}

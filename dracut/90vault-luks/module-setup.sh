@@ -19,10 +19,23 @@ vault_luks_bin() {
     command -v vault-luks || echo /usr/local/sbin/vault-luks
 }
 
-# Included whenever vault-luks is configured; 255 ("only when asked") otherwise.
+# Included whenever vault-luks is configured; 255 ("only when asked") otherwise. What stops it
+# is said as an error: dracut itself only warns and writes the image without the module (the
+# install's `vault-luks check --image` then fails).
 check() {
-    [[ -x "$(vault_luks_bin)" ]] || return 1
-    require_binaries cryptsetup || return 1
+    if [[ ! -x "$(vault_luks_bin)" ]]; then
+        derror "vault-luks: $(vault_luks_bin) is not installed: vault-luks is left out of the image"
+        return 1
+    fi
+    if ! require_binaries cryptsetup; then
+        derror "vault-luks: cryptsetup is not installed (apt install cryptsetup-bin): vault-luks is left out of the image"
+        return 1
+    fi
+    # The framework's network is dracut-network's network module, which `dracut` alone lacks.
+    if [[ $(vault_luks_network_mode) == dracut ]] && ! compgen -G "${dracutbasedir:-/usr/lib/dracut}/modules.d/[0-9][0-9]network" >/dev/null; then
+        derror "vault-luks: vault_luks_network=\"dracut\" needs dracut's network module, which dracut-network ships: apt install dracut-network (or drop the setting: vault-luks brings the network up itself); vault-luks is left out of the image"
+        return 1
+    fi
     [[ -e "$(vault_luks_config)" ]] && return 0
     return 255
 }

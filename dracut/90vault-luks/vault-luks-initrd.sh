@@ -7,4 +7,10 @@
 if command -v lvm >/dev/null 2>&1; then
     lvm vgchange -aay --sysinit >/dev/null 2>&1
 fi
-exec /usr/sbin/vault-luks --log kmsg unlock --prompt
+/usr/sbin/vault-luks --log kmsg unlock --prompt
+status=$?
+# For the real root's vault-luks-late.service (/run survives the switch): vault-luks ran here,
+# and how it ended.
+mkdir -p /run/vault-luks
+echo "$status" >/run/vault-luks/initramfs-exit
+exit "$status"

@@ -36,7 +36,7 @@ boot_part() {
     local kit=$VM_WORK/install
     mkdir -p "$kit/scripts"
     cp "$bin" "$kit/vault-luks"
-    cp "$repo/scripts/install.sh" "$kit/scripts/"
+    cp "$repo/scripts/install.sh" "$repo/scripts/check-image-hook.sh" "$kit/scripts/"
     cp -r "$repo/dracut" "$repo/initramfs-tools" "$repo/systemd" "$kit/"
 
     local boots=${VM_BOOTS:-2} n inputs lifecycle logins got console_pid=
@@ -107,6 +107,62 @@ boot_part() {
         fi
     done
     vm_log "ok   one login per initramfs, tokens revoked: $(grep -c 'revoke-self 204' "$VM_WORK/standin.log")"
+    if [ "${VM_LATE:-1}" = 1 ] && [ "$flavour" = initramfs-tools ] && [ "$boots" -ge 2 ]; then
+        boot_late "$disks"
+    fi
+}
+
+# boot_late DISKS: the real root's second chance. The root after boot 2 (luks and data2
+# configured) loses the initramfs-tools hook: update-initramfs must fail loudly (post-update.d's
+# check), and the image it wrote anyway boots: nothing unlocks in the initramfs, and
+# vault-luks-late.service says why, logs in once and opens both volumes before local-fs.target,
+# where the plain fstab lines mount them.
+boot_late() {
+    local disks=$1 guest kver logins got
+    vm_part late
+    guest=$VM_WORK/guest-root
+    mkdir -p "$guest"
+    mount -o loop "$disks/root.img" "$guest"
+    vm_on_exit "mountpoint -q '$guest' && umount -l '$guest'"
+    kver=$(vm_guest_kver "$guest")
+    mv "$guest/etc/initramfs-tools/hooks/vault-luks" "$guest/root/vault-luks.hook"
+    vm_chroot_mount "$guest"
+    if vm_chroot "$guest" update-initramfs -u -k "$kver" >"$VM_WORK/late-rebuild.log" 2>&1; then
+        vm_die "late: update-initramfs succeeded, writing an image without vault-luks"
+    fi
+    if ! grep -q 'MISSING  vault-luks: the hook /etc/initramfs-tools/hooks/vault-luks did not add it' "$VM_WORK/late-rebuild.log" ||
+        ! grep -q 'E: vault-luks: .* cannot unlock at boot' "$VM_WORK/late-rebuild.log"; then
+        tail -n 30 "$VM_WORK/late-rebuild.log" >&2
+        vm_die "late: the failed rebuild did not say what is missing"
+    fi
+    vm_log "ok   late: update-initramfs without the hook failed: $(grep -c MISSING "$VM_WORK/late-rebuild.log") pieces MISSING, 'cannot unlock at boot'"
+    vm_chroot_umount "$guest"
+    cp "$guest/boot/initrd.img-$kver" "$disks/initrd.img"
+    umount "$guest"
+
+    vm_io_disk "$VM_WORK/io.img" "$VM_LIB_DIR/guest/check-boot.sh" "$VM_WORK/marker" "$VM_WORK/data2-marker"
+    logins=$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log" || true)
+    vm_start late "$img/vmlinuz" "$disks/initrd.img" "$VM_APPEND_BASE vmtest.io" \
+        "$disks/root.img" "$disks/data.img" "$VM_WORK/io.img"
+    vm_wait_for 'vault-luks\[[0-9]+\]: luks, data2: not open, and vault-luks did not run in the initramfs' 300
+    vm_wait_for 'vault-luks\[[0-9]+\]: luks: unlocked as /dev/mapper/luks' 300
+    vm_wait_for 'vault-luks\[[0-9]+\]: data2: unlocked as /dev/mapper/data2' 120
+    vm_wait_for 'VMTEST DONE' 600
+    vm_wait_for 'vault-luks\[[0-9]+\]: luks: closed[[:space:]]*$' 120
+    vm_wait_exit 120
+    got=$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log")
+    [ "$got" = $((logins + 1)) ] || vm_die "late: the real root logged in $((got - logins)) times, not once"
+    if grep -a -q 'unlocking volumes with Vault' "$VM_LOG"; then vm_die "late: vault-luks ran in the initramfs"; fi
+    vm_expect luks_source /dev/mapper/luks
+    vm_expect before_local_fs yes
+    vm_expect marker ok
+    vm_expect previous_boots 2
+    vm_expect data2_luks_source /dev/mapper/data2
+    vm_expect data2_before_local_fs yes
+    vm_expect data2_marker ok
+    vm_expect kmsg_unlocked yes
+    vm_expect net_left none
+    vm_log "ok   late: no vault-luks in the initramfs; vault-luks-late.service said so, logged in once, opened luks and data2 before local-fs.target, fstab mounted them, the network it raised is gone"
 }
 
 # boot_lifecycle_results N DISKS: what lifecycle.sh reported, then install.sh's initramfs rebuild
@@ -121,7 +177,7 @@ boot_lifecycle_results() {
     vm_expect rotate_luks ok
     vm_expect rotate_data2 ok
     vm_expect status_volumes luks,data2,
-    vm_expect install ok
+    vm_expect install refused-stale-image
     rebuild=$(vm_disk_cat "$VM_WORK/io.img" /rebuild)
     case $flavour:$rebuild in
         "initramfs-tools:update-initramfs -u -k all" | "dracut:dracut --force --regenerate-all") ;;
@@ -138,6 +194,10 @@ boot_lifecycle_results() {
     # shellcheck disable=SC2086 # the recorded command line, split into its words
     vm_chroot "$guest" $rebuild >"$VM_WORK/rebuild.log" 2>&1 ||
         { tail -n 30 "$VM_WORK/rebuild.log" >&2; vm_die "boot$n: '$rebuild' failed in the guest's root"; }
+    # What install.sh runs after its rebuild (initramfs-tools' post-update.d hook ran it too).
+    vm_chroot "$guest" /usr/local/sbin/vault-luks --no-cmdline check --image "/boot/initrd.img-$(vm_guest_kver "$guest")" \
+        >"$VM_WORK/rebuild-check.log" 2>&1 ||
+        { cat "$VM_WORK/rebuild-check.log" >&2; vm_die "boot$n: the rebuilt initramfs fails vault-luks check --image"; }
     vm_chroot_umount "$guest"
     cp "$guest/boot/initrd.img-$(vm_guest_kver "$guest")" "$disks/initrd.img"
     umount "$guest"

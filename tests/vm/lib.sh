@@ -248,6 +248,21 @@ vm_build_initrd() {
                 { tail -n 40 "$VM_WORK/initrd-build.log" >&2; vm_die "dracut failed"; } ;;
         *) vm_die "unknown flavour '$flavour' in $root/etc/vmtest-flavour" ;;
     esac
+    # With vault-luks installed, the image must pass the check the install runs (for
+    # initramfs-tools update-initramfs has run it already, through post-update.d); for dracut,
+    # the kernel hook a kernel upgrade runs after dracut's must pass too.
+    if [ -x "$root/usr/local/sbin/vault-luks" ] && [ -e "$root/etc/vault-luks/config.json" ]; then
+        vm_chroot "$root" /usr/local/sbin/vault-luks --no-cmdline check --image "/boot/initrd.img-$kver" \
+            >"$VM_WORK/initrd-check.log" 2>&1 ||
+            { cat "$VM_WORK/initrd-check.log" >&2; vm_die "vault-luks check --image refused the initramfs"; }
+        if [ "$flavour" = dracut ]; then
+            if ! vm_chroot "$root" /etc/kernel/postinst.d/zz-vault-luks "$kver" "/boot/vmlinuz-$kver" \
+                >"$VM_WORK/postinst.log" 2>&1 || ! grep -q 'can unlock' "$VM_WORK/postinst.log"; then
+                cat "$VM_WORK/postinst.log" >&2
+                vm_die "the kernel hook zz-vault-luks did not pass the image"
+            fi
+        fi
+    fi
     vm_chroot_umount "$root"
     cp "$root/boot/initrd.img-$kver" "$out"
     # The guest boots the initrd given to qemu; a copy in the root image would only take space.

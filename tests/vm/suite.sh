@@ -161,6 +161,27 @@ fi
 case " $VM_APPEND_BASE " in *" ip="* | *" rd.neednet"*) vm_die "the kernel command line asks for a network" ;; esac
 vm_log "ok   initramfs: config mode 600, ciphertext, CA, binary, libgcc_s, dm-mod, dm-crypt, xts, aesni-intel and virtio_net in, no key, no token, no framework networking"
 rm -rf -- "$unpacked" "$root/tmp/initrd.img"
+vm_log "ok   initramfs: vault-luks check --image passed it: $(grep -c '^  ok ' "$VM_WORK/initrd-check.log") pieces"
+
+if [ "${VM_VARIANT:-}" = minimal ] && [ "$flavour" = dracut ]; then
+    # vault_luks_network="dracut" where dracut-network is not installed: the module says why it
+    # is left out while dracut builds, and the check the install runs refuses the image.
+    vm_network_mode "$root" framework
+    vm_chroot_mount "$root"
+    vm_chroot "$root" dracut --force --no-hostonly --kver "$(vm_guest_kver "$root")" /tmp/initrd-dracut-mode.img \
+        >"$VM_WORK/dracut-mode.log" 2>&1 || true
+    grep -q "needs dracut's network module, which dracut-network ships: apt install dracut-network" "$VM_WORK/dracut-mode.log" ||
+        { tail -n 20 "$VM_WORK/dracut-mode.log" >&2; vm_die "dracut did not say that vault_luks_network=dracut needs dracut-network"; }
+    if vm_chroot "$root" /usr/local/sbin/vault-luks --no-cmdline check --image /tmp/initrd-dracut-mode.img >"$VM_WORK/dracut-mode-check.log" 2>&1; then
+        vm_die "vault-luks check --image passed an image dracut built without vault-luks"
+    fi
+    grep -q 'MISSING  vault-luks: dracut left out the vault-luks module' "$VM_WORK/dracut-mode-check.log" ||
+        { cat "$VM_WORK/dracut-mode-check.log" >&2; vm_die "check --image did not name the missing module"; }
+    vm_chroot_umount "$root"
+    rm -f "$root/tmp/initrd-dracut-mode.img"
+    vm_network_mode "$root" own
+    vm_log "ok   vault_luks_network=dracut without dracut-network: dracut said so, and check --image refused the image"
+fi
 
 if wants fallback; then
     # The fallback part's per-volume boot: the same root with three more volumes configured,

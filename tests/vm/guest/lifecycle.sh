@@ -106,8 +106,16 @@ echo "$tool \$*" >>$io/rebuild
 STUB
     chmod 755 "/usr/local/sbin/$tool"
 done
+# The stand-ins rebuild nothing, so /boot still holds the setup's image: install.sh's check of it
+# must refuse it as stale (the configuration and luks's ciphertext changed, data2's is not in it),
+# and everything else it does is done. The replayed rebuild's image passes the same check.
 if PATH=/usr/local/sbin:$PATH install/scripts/install.sh "$io/install/vault-luks" >install.out 2>&1; then
-    say install=ok
+    say install=ok-with-a-stale-image
+elif grep -q 'MISSING  configuration: etc/vault-luks/config.json differs from /etc/vault-luks/config.json' install.out &&
+    grep -q 'MISSING  /etc/luks.passphrase: the image.s copy differs' install.out &&
+    grep -q 'MISSING  /etc/vault-luks/data2.passphrase: named in the configuration, not in the image' install.out &&
+    grep -q 'E: vault-luks: 1 of 1 initramfs images cannot unlock at boot' install.out; then
+    say install=refused-stale-image
 else
     tail -n 30 install.out
     say install=failed
