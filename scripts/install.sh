@@ -142,12 +142,14 @@ enable_unit() {
 enable_unit vault-luks-late.service
 for v in $(volumes); do
 	enable_unit "vault-luks-close@$v.service" vault-luks-close@.service
-	# The volume's device waits for the second chance (which may ask a person for minutes),
-	# then 20 s, not systemd's 90, for a device nobody is opening any more.
+	# The volume's device waits for the second chance (which may ask a person for minutes)
+	# before systemd's device timeout starts counting. (That timeout is kept: under udev's
+	# coldplug a device opened in the initramfs can take tens of seconds to show in the real
+	# root; a 20 s timeout sent a TCG guest to emergency mode.)
 	dropin=$root/etc/systemd/system/$(device_unit "$v").d
 	mkdir -p "$dropin"
 	printf '%s\n' "# vault-luks: opened by vault-luks in the initramfs, or else by vault-luks-late.service" \
-		"[Unit]" "After=vault-luks-late.service" "JobRunningTimeoutSec=20s" >"$dropin/vault-luks.conf"
+		"[Unit]" "After=vault-luks-late.service" >"$dropin/vault-luks.conf"
 done
 rebuild
 prove_images
