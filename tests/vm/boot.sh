@@ -144,7 +144,7 @@ boot_late() {
     logins=$(grep -c 'POST /v1/auth/exoscale/login 200' "$VM_WORK/standin.log" || true)
     vm_start late "$img/vmlinuz" "$disks/initrd.img" "$VM_APPEND_BASE vmtest.io" \
         "$disks/root.img" "$disks/data.img" "$VM_WORK/io.img"
-    vm_wait_for 'vault-luks\[[0-9]+\]: luks, data2: not open, and vault-luks did not run in the initramfs' 300
+    vm_wait_for 'vault-luks\[[0-9]+\]: warning: luks, data2: not open, and vault-luks did not run in the initramfs' 300
     vm_wait_for 'vault-luks\[[0-9]+\]: luks: unlocked as /dev/mapper/luks' 300
     vm_wait_for 'vault-luks\[[0-9]+\]: data2: unlocked as /dev/mapper/data2' 120
     vm_wait_for 'VMTEST DONE' 600
