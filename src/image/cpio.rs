@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -97,11 +96,12 @@ fn decompress_and_read(
         .spawn()
         .map_err(|e| format!("cannot run {tool} to decompress the image: {e}"))?;
     let pid = child.id() as i32;
-    let done = Arc::new(AtomicBool::new(false));
-    // The bound: a decompressor that stops producing is killed, which ends the read below.
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
+    let done = AtomicBool::new(false);
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (result, status, killed) = std::thread::scope(|scope| {
+        // The bound: a decompressor that stops producing is killed, which ends the read below.
+        let watchdog = scope.spawn(|| {
             let start = Instant::now();
             while !done.load(Ordering::Relaxed) {
                 if start.elapsed() >= DECOMPRESS_TIMEOUT {
@@ -112,32 +112,28 @@ fn decompress_and_read(
                 std::thread::sleep(Duration::from_millis(50));
             }
             false
-        })
-    };
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let input = data.to_vec();
-    // A child that exits early gives EPIPE here; its exit status says why.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut buffered = std::io::BufReader::with_capacity(1 << 16, stdout);
-    let mut reader = Counted::new(&mut buffered);
-    let mut result = Ok(());
-    // A compressed part may hold several archives back to back.
-    while result.is_ok() {
-        match skip_zeros(&mut reader) {
-            Ok(true) => result = read_archive(&mut reader, listing, keep),
-            Ok(false) => break,
-            Err(e) => result = Err(e),
+        });
+        // A child that exits early gives EPIPE here; its exit status says why.
+        scope.spawn(move || {
+            let _ = stdin.write_all(data);
+        });
+        let mut buffered = std::io::BufReader::with_capacity(1 << 16, stdout);
+        let mut reader = Counted::new(&mut buffered);
+        let mut result = Ok(());
+        // A compressed part may hold several archives back to back.
+        while result.is_ok() {
+            match skip_zeros(&mut reader) {
+                Ok(true) => result = read_archive(&mut reader, listing, keep),
+                Ok(false) => break,
+                Err(e) => result = Err(e),
+            }
         }
-    }
-    // Drain, so the decompressor is never stuck writing to a pipe nobody reads.
-    let _ = skip(&mut reader, u64::MAX);
-    let status = child.wait().map_err(|e| format!("waiting for {tool}: {e}"));
-    done.store(true, Ordering::Relaxed);
-    let killed = watchdog.join().unwrap_or(false);
-    let _ = writer.join();
+        // Drain, so the decompressor is never stuck writing to a pipe nobody reads.
+        let _ = skip(&mut reader, u64::MAX);
+        let status = child.wait().map_err(|e| format!("waiting for {tool}: {e}"));
+        done.store(true, Ordering::Relaxed);
+        (result, status, watchdog.join().unwrap_or(false))
+    });
     if killed {
         return Err(format!(
             "{tool} did not finish decompressing the image within {}s",
@@ -203,7 +199,9 @@ fn read_archive(
         }
         let field = |i: usize| -> Result<u64, String> {
             let text = std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i]).unwrap_or("");
-            u64::from_str_radix(text, 16).map_err(|_| format!("bad cpio header field `{text}`"))
+            crate::net::link::hex(text)
+                .map(u64::from)
+                .ok_or_else(|| format!("bad cpio header field `{text}`"))
         };
         let (mode, size, name_size) = (field(1)?, field(6)?, field(11)?);
         if name_size == 0 || name_size > 4096 {
@@ -251,14 +249,20 @@ fn read_archive(
     }
 }
 
-/// "./usr/bin/x", "/usr/bin/x" and "usr/bin/x" are the same file.
-pub fn normalise(name: &str) -> String {
-    let name = name.trim_start_matches("./").trim_start_matches('/');
-    if name == "." {
-        String::new()
-    } else {
-        name.to_string()
+/// "./usr/bin/x", "/usr/bin/x", "usr/lib/../bin/x" and "usr/bin/x" are the same file: the
+/// path as the kernel unpacks it under /, without a leading "/" ("" for the root itself).
+pub fn normalise(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            p => out.push(p),
+        }
     }
+    out.join("/")
 }
 
 /// A reader that counts what it has read (cpio pads to 4-byte boundaries of the archive).
@@ -390,6 +394,14 @@ mod tests {
         assert!(err.contains("cpio header"), "{err}");
         let err = list(b"\x7fELF not an image", &|_| false).unwrap_err();
         assert!(err.contains("unknown data at byte 0"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_normalised_as_the_kernel_unpacks_them() {
+        assert_eq!(normalise("./etc/x"), "etc/x");
+        assert_eq!(normalise("/usr/lib/../lib/./x"), "usr/lib/x");
+        assert_eq!(normalise("a/b/../../c"), "c");
+        assert_eq!(normalise("."), "");
     }
 
     #[test]

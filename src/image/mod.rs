@@ -49,13 +49,13 @@ pub fn check(config: &Config, config_path: &Path, image: Option<&Path>) -> Resul
             "name the image: vault-luks check --image /boot/initrd.img-VERSION",
         )
     })?;
-    let referenced = config.referenced_files();
+    let referenced: Vec<String> = config
+        .referenced_files()
+        .iter()
+        .map(|f| cpio::normalise(&f.to_string_lossy()))
+        .collect();
     let keep = |p: &str| {
-        p == IMAGE_CONFIG
-            || p.ends_with("/modules.builtin")
-            || referenced
-                .iter()
-                .any(|f| cpio::normalise(&f.to_string_lossy()) == p)
+        p == IMAGE_CONFIG || p.ends_with("/modules.builtin") || referenced.iter().any(|f| f == p)
     };
     let listing = cpio::list(&bytes, &keep).map_err(|e| {
         fail(
@@ -152,7 +152,7 @@ impl Image {
                 } else {
                     parts[..i - 1].join("/")
                 };
-                let joined = cleanup(&format!("{base}/{target}"));
+                let joined = cpio::normalise(&format!("{base}/{target}"));
                 let rest = parts[i..].join("/");
                 path = if rest.is_empty() {
                     joined
@@ -364,27 +364,25 @@ enum Nic {
     BuiltIn(String),
 }
 
-/// The drivers of this machine's network interfaces, from sysfs.
+/// The drivers of this machine's Ethernet interfaces (net::link's list), from sysfs.
 fn nic_drivers() -> Vec<Nic> {
     let mut seen: Vec<String> = Vec::new();
     let mut nics = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/sys/class/net") else {
-        return nics;
-    };
     let base = |p: &Path| -> Option<String> {
         let target = std::fs::read_link(p).ok()?;
         Some(target.file_name()?.to_string_lossy().replace('-', "_"))
     };
-    let mut paths: Vec<PathBuf> = dir.flatten().map(|e| e.path()).collect();
-    crate::sort::sort(&mut paths);
-    for p in paths {
+    for link in crate::net::link::ethernet() {
+        let device = Path::new(crate::net::link::SYS_NET)
+            .join(&link.name)
+            .join("device");
         let nic = match (
-            base(&p.join("device/driver/module")),
-            base(&p.join("device/driver")),
+            base(&device.join("driver/module")),
+            base(&device.join("driver")),
         ) {
             (Some(m), _) => Nic::Module(m),
             (None, Some(d)) => Nic::BuiltIn(d),
-            (None, None) => continue, // lo, bridges, tunnels
+            (None, None) => continue, // virtual: a bridge, a veth, a tunnel
         };
         let (Nic::Module(name) | Nic::BuiltIn(name)) = &nic;
         if !seen.contains(name) {
@@ -393,21 +391,6 @@ fn nic_drivers() -> Vec<Nic> {
         }
     }
     nics
-}
-
-/// "a/./b/../c" -> "a/c", without a leading "/".
-fn cleanup(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            p => out.push(p),
-        }
-    }
-    out.join("/")
 }
 
 #[cfg(test)]
@@ -425,11 +408,5 @@ mod tests {
             Some("aesni_intel")
         );
         assert_eq!(module_name("lib/modules/6.1/modules.dep"), None);
-    }
-
-    #[test]
-    fn paths_are_cleaned_as_the_kernel_would() {
-        assert_eq!(cleanup("/usr/lib/../lib/./x"), "usr/lib/x");
-        assert_eq!(cleanup("a/b/../../c"), "c");
     }
 }

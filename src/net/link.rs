@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-const SYS_NET: &str = "/sys/class/net";
+pub const SYS_NET: &str = "/sys/class/net";
 const PROC_NET_DEV: &str = "/proc/net/dev";
 const IFF_UP: u32 = 0x1;
 const ARPHRD_ETHER: u32 = 1;
@@ -22,9 +22,9 @@ fn read(name: &str, file: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// A hexadecimal number of 1 to 8 digits (sysfs's `flags`, the octets of a MAC address). By
-/// hand: std's from_str_radix is instantiated once per integer type.
-fn hex(s: &str) -> Option<u32> {
+/// A hexadecimal number of 1 to 8 digits (sysfs's `flags`, the octets of a MAC address, cpio
+/// header fields). By hand: std's from_str_radix is instantiated once per integer type.
+pub fn hex(s: &str) -> Option<u32> {
     if s.is_empty() || s.len() > 8 {
         return None;
     }

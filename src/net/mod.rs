@@ -19,7 +19,7 @@
 
 mod cmdline;
 mod dhcp;
-mod link;
+pub mod link;
 mod netlink;
 mod resolv;
 mod route;
