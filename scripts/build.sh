@@ -1,11 +1,11 @@
 #!/bin/bash
-# Build the static vault-luks binary and check it against its budget: fully static, <= 2 MiB.
+# Build the static vault-luks binary and check it against its budget: fully static, <= 1.75 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
 cargo build --release --locked --target "$target" >&2
 bin=target/$target/release/vault-luks
-budget=$((2 * 1024 * 1024))
+budget=$((7 * 1024 * 1024 / 4))
 size=$(stat -c %s "$bin")
 kind=$(file -b "$bin")
 case "$kind" in
@@ -21,8 +21,8 @@ if ! "$bin" --version >/dev/null; then
 	exit 1
 fi
 if [ "$size" -gt "$budget" ]; then
-	echo "build: $bin is $size bytes, over the 2 MiB budget" >&2
+	echo "build: $bin is $size bytes, over the 1.75 MiB budget" >&2
 	exit 1
 fi
-echo "build: $bin: $size bytes ($((size * 100 / budget))% of the 2 MiB budget), static" >&2
+echo "build: $bin: $size bytes ($((size * 100 / budget))% of the 1.75 MiB budget), static" >&2
 echo "$bin"
