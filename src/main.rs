@@ -6,11 +6,9 @@ mod cli;
 mod close;
 mod config;
 mod error;
-mod fallback;
 mod files;
 mod http;
 mod image;
-mod late;
 mod lifecycle;
 mod log;
 mod luks;
@@ -57,7 +55,7 @@ fn fallback_for(
     arg: cli::PromptArg,
     config: &Config,
     prompt_only: bool,
-) -> Result<Option<fallback::Fallback>> {
+) -> Result<Option<unlock::Fallback>> {
     use std::io::IsTerminal;
     let choice = match arg {
         cli::PromptArg::Never => return Ok(None),
@@ -76,7 +74,7 @@ fn fallback_for(
             "use --prompt=auto or --prompt=console",
         )
     })?;
-    Ok(Some(fallback::Fallback {
+    Ok(Some(unlock::Fallback {
         method,
         prompt_only,
     }))
@@ -151,7 +149,7 @@ fn run(args: &[String]) -> Result<()> {
             let fallback = fallback_for(prompt, &config, overrides.prompt_only)?;
             // The real root's second chance: only what is still locked, when it should be tried.
             let names = if late {
-                match late::still_locked(&config, &names)? {
+                match unlock::late::still_locked(&config, &names)? {
                     Some(locked) => locked,
                     None => return Ok(()),
                 }

@@ -219,7 +219,7 @@ fn a_key_the_header_rejects() {
     std::fs::copy(&other.ciphertext_file, &case.vol.ciphertext_file).unwrap();
     case.run()
         .assert_code(1)
-        .assert_stderr("luks: cryptsetup failed: the key from Vault does not open")
+        .assert_stderr("luks: cryptsetup failed: Vault's key does not open")
         .assert_stderr("unlock with the backup passphrase")
         .assert_within(BOUND);
 }

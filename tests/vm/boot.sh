@@ -99,6 +99,7 @@ boot_part() {
             vm_log "ok   boot$n: the framework's network was used, vault-luks left it alone"
         fi
         grep -a -q "vault login: ok" "$VM_LOG" || vm_die "boot$n: no login line on the console"
+        boot_console_once "$n"
         if grep -a -F -q -f "$VM_WORK/key" "$VM_LOG"; then vm_die "boot$n: the key appeared on the console"; fi
         [ -z "$console_pid" ] || kill "$console_pid" 2>/dev/null || true
         vm_log "ok   boot$n: vault-luks lines in the kernel log: $(vm_result kmsg_lines)"
@@ -110,6 +111,19 @@ boot_part() {
     if [ "${VM_LATE:-1}" = 1 ] && [ "$flavour" = initramfs-tools ] && [ "$boots" -ge 2 ]; then
         boot_late "$disks"
     fi
+}
+
+# boot_console_once N: each vault-luks event of the initramfs is on the console once: the
+# kernel prints the kmsg record (`vault-luks[PID]: ...`), and the same line is not written to
+# stderr (`vault-luks: ...`), which is that console too.
+boot_console_once() {
+    local early times stderr_lines
+    early=$(awk '/VMTEST BEGIN/ { exit } { print }' "$VM_LOG")
+    times=$(grep -a -c -E 'vault-luks\[[0-9]+\]: luks: unlocked as /dev/mapper/luks' <<<"$early" || true)
+    stderr_lines=$(grep -a -c -E '^vault-luks: ' <<<"$early" || true)
+    [ "$times" = 1 ] || vm_die "boot$1: 'luks: unlocked' is on the console $times times, not once"
+    [ "$stderr_lines" = 0 ] || vm_die "boot$1: $stderr_lines vault-luks lines printed twice on the console (kernel log and stderr)"
+    vm_log "ok   boot$1: each vault-luks event once on the console"
 }
 
 # boot_late DISKS: the real root's second chance. The root after boot 2 (luks and data2

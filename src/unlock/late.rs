@@ -8,9 +8,9 @@
 //! network raised and removed, prompt. The last is said and left alone: asking again would
 //! double the boot's wait for a Vault that was just tried.
 
+use super::volumes::{is_open, locate_cryptsetup, select};
 use crate::config::Config;
 use crate::error::{Error, Result, Step};
-use crate::unlock::{locate_cryptsetup, select, STATUS_TIMEOUT};
 
 /// Written by the initramfs-tools local-top script and dracut's vault-luks-initrd.
 pub const INITRAMFS_EXIT: &str = "/run/vault-luks/initramfs-exit";
@@ -25,7 +25,7 @@ pub fn still_locked(config: &Config, names: &[String]) -> Result<Option<Vec<Stri
     let cs = locate_cryptsetup()?;
     let locked: Vec<String> = select(config, names)?
         .iter()
-        .filter(|v| !cs.is_active(&v.name, STATUS_TIMEOUT).unwrap_or(false))
+        .filter(|v| !is_open(&cs, &v.name))
         .map(|v| v.name.clone())
         .collect();
     if locked.is_empty() {

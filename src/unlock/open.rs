@@ -1,0 +1,91 @@
+//! `cryptsetup open` with a key from Vault or a passphrase a person typed, and what a failure
+//! means in words an operator can act on. A volume someone else opened meanwhile (an operator
+//! over SSH, the other side of the race) counts as opened.
+
+use super::volumes::is_open;
+use crate::config::{Config, Volume};
+use crate::error::{Error, Result, Step};
+use crate::luks::{Cryptsetup, OpenError};
+use crate::secret::Secret;
+
+/// Where the key handed to cryptsetup came from: it decides the words of a refusal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KeyFrom {
+    Vault,
+    Person,
+}
+
+impl KeyFrom {
+    fn describe(self) -> &'static str {
+        match self {
+            KeyFrom::Vault => "Vault's key",
+            KeyFrom::Person => "a typed passphrase",
+        }
+    }
+}
+
+/// Opens `v` as /dev/mapper/NAME with `key`.
+pub fn open(
+    cs: &Cryptsetup,
+    config: &Config,
+    v: &Volume,
+    key: &Secret,
+    from: KeyFrom,
+) -> Result<()> {
+    crate::log::info(format_args!(
+        "{}: cryptsetup open {} {}",
+        v.name,
+        v.device.display(),
+        v.name
+    ));
+    match cs.open(&v.device, &v.name, key, config.timeouts.cryptsetup) {
+        Ok(()) => {
+            crate::log::info(format_args!(
+                "{}: unlocked as /dev/mapper/{} with {}",
+                v.name,
+                v.name,
+                from.describe()
+            ));
+            Ok(())
+        }
+        // Opened by someone else between our check and this open: done all the same.
+        Err(_) if is_open(cs, &v.name) => {
+            crate::log::info(format_args!(
+                "{}: opened by another process meanwhile",
+                v.name
+            ));
+            Ok(())
+        }
+        Err(e) => Err(open_error(v, e, from)),
+    }
+}
+
+/// What a failed `cryptsetup open` means, and what to do.
+fn open_error(v: &Volume, e: OpenError, from: KeyFrom) -> Error {
+    let device = v.device.display();
+    match e {
+        OpenError::KeyRejected => Error::failed(
+            Step::Cryptsetup,
+            format!("{} does not open {device} (no keyslot accepts it)", from.describe()),
+            match from {
+                KeyFrom::Vault => "the ciphertext belongs to another volume or its keyslot was removed; unlock with the backup passphrase and re-enroll",
+                KeyFrom::Person => "type it again (any keyslot's passphrase works)",
+            },
+        ),
+        OpenError::TimedOut(t) => Error::failed(
+            Step::Cryptsetup,
+            format!("cryptsetup open {device} did not finish within {:.0}s", t.as_secs_f64()),
+            "raise timeouts.cryptsetup (argon2id keyslots can be slow and memory-hungry)",
+        ),
+        OpenError::Failed(words) => Error::failed(
+            Step::Cryptsetup,
+            format!("cryptsetup open {device}: {words}"),
+            "check the device is a LUKS volume and dm_crypt is available",
+        ),
+        OpenError::Crashed(words) => Error::failed(
+            Step::Cryptsetup,
+            format!("cryptsetup crashed opening {device}: {words}"),
+            "cryptsetup cannot run here: the initramfs lacks a file it loads at run time (libgcc_s.so.1 when glibc names it); rebuild the initramfs with this vault-luks's hook or module, and open the volume by hand meanwhile",
+        ),
+    }
+}

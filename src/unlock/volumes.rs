@@ -1,0 +1,170 @@
+//! The local half of an unlock, before anyone is asked: which configured volumes, whether each
+//! is open already, its device (waited for), and its ciphertext (the article's file, or the
+//! volume's LUKS2 token). Nothing here talks to the network.
+
+use crate::config::{Config, Volume};
+use crate::error::{Error, Result, Step};
+use crate::luks::cryptsetup::wait_for_device;
+use crate::luks::Cryptsetup;
+use crate::retry::Deadline;
+use std::time::Duration;
+
+/// How long `cryptsetup status` may take: it only reads device-mapper state.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Volumes that stayed locked, each with why.
+pub type Failures = Vec<(String, Error)>;
+
+/// A volume to unlock and its ciphertext. Owned: the Vault side may run in a thread of its own.
+pub struct Pending {
+    pub volume: Volume,
+    pub ciphertext: String,
+}
+
+/// The configured volumes named on the command line (all when none are named).
+pub fn select<'c>(config: &'c Config, names: &[String]) -> Result<Vec<&'c Volume>> {
+    if config.volumes.is_empty() {
+        return Err(Error::Usage(format!(
+            "no volumes configured in {}: add one with `vault-luks enroll`",
+            config.origin
+        )));
+    }
+    if names.is_empty() {
+        return Ok(config.volumes.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.volumes.iter().find(|v| &v.name == n).ok_or_else(|| {
+                let known: Vec<&str> = config.volumes.iter().map(|v| v.name.as_str()).collect();
+                Error::Usage(format!(
+                    "no volume named `{n}` in {} (configured: {})",
+                    config.origin,
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+pub fn locate_cryptsetup() -> Result<Cryptsetup> {
+    Cryptsetup::locate().ok_or_else(|| {
+        Error::failed(
+            Step::Cryptsetup,
+            "cryptsetup not found on PATH, in /sbin or in /usr/sbin",
+            "install cryptsetup (Debian: cryptsetup-bin), or include it in the initramfs",
+        )
+    })
+}
+
+/// Whether `name` is open as /dev/mapper/NAME (a failed check counts as not open).
+pub fn is_open(cs: &Cryptsetup, name: &str) -> bool {
+    cs.is_active(name, STATUS_TIMEOUT).unwrap_or(false)
+}
+
+/// Local checks; `None` when there is nothing to do for this volume.
+pub fn prepare(
+    cs: &Cryptsetup,
+    config: &Config,
+    v: &Volume,
+    deadline: &Deadline,
+) -> Result<Option<Pending>> {
+    if is_open(cs, &v.name) {
+        crate::log::info(format_args!(
+            "{}: already open as /dev/mapper/{}, nothing to do",
+            v.name, v.name
+        ));
+        return Ok(None);
+    }
+    let wait = config.timeouts.device.min(deadline.remaining());
+    if !v.device.exists() {
+        crate::log::info(format_args!(
+            "{}: waiting up to {:.0}s for {}",
+            v.name,
+            wait.as_secs_f64(),
+            v.device.display()
+        ));
+    }
+    if !wait_for_device(&v.device, wait) {
+        return Err(Error::failed(
+            Step::Device,
+            format!("{} does not exist (waited {:.0}s)", v.device.display(), wait.as_secs_f64()),
+            "check that the volume group is active (vgchange -ay) and the device path in the configuration",
+        ));
+    }
+    let ciphertext = read_ciphertext(Some(cs), v)?;
+    Ok(Some(Pending {
+        volume: v.clone(),
+        ciphertext,
+    }))
+}
+
+/// The ciphertext as the article stores it (`vault:vN:...` in a file, surrounding whitespace
+/// trimmed), or, when the config names no file, from the volume's `vault-luks` LUKS2 token.
+pub fn read_ciphertext(cs: Option<&Cryptsetup>, v: &Volume) -> Result<String> {
+    let Some(file) = &v.ciphertext_file else {
+        return ciphertext_from_token(cs, v);
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::failed(
+            Step::Ciphertext,
+            format!("cannot read {}: {e}", file.display()),
+            "check volumes[].ciphertext_file (in the initramfs: that the file was included)",
+        )
+    })?;
+    let text = text.trim();
+    if !text.starts_with("vault:v") || text.contains(char::is_whitespace) {
+        return Err(Error::failed(
+            Step::Ciphertext,
+            format!(
+                "{} does not hold a Vault transit ciphertext (vault:vN:...)",
+                file.display()
+            ),
+            "restore the file from a backup, or unlock with the backup passphrase",
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The ciphertext `vault-luks enroll` stored in the volume's LUKS2 token.
+fn ciphertext_from_token(cs: Option<&Cryptsetup>, v: &Volume) -> Result<String> {
+    cs.ok_or_else(|| "cryptsetup is not available".to_string())
+        .and_then(|cs| crate::luks::header::Header::read(cs, &v.device))
+        .and_then(|h| {
+            h.binding()
+                .map(|(_, b)| b.ciphertext)
+                .ok_or_else(|| format!("{} has no vault-luks token", v.device.display()))
+        })
+        .map_err(|m| {
+            Error::failed(
+                Step::Ciphertext,
+                format!(
+                    "no ciphertext_file configured, and the header's token cannot be used: {m}"
+                ),
+                "set volumes[].ciphertext_file, or enroll the volume with vault-luks enroll",
+            )
+        })
+}
+
+/// The ciphertext's key version (`vault:v3:...` is 3), for status and logs.
+pub fn key_version(ciphertext: &str) -> Option<u32> {
+    ciphertext
+        .strip_prefix("vault:v")?
+        .split(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_version_reads_the_prefix() {
+        assert_eq!(key_version("vault:v1:abc"), Some(1));
+        assert_eq!(key_version("vault:v12:abc"), Some(12));
+        assert_eq!(key_version("vault:vx:abc"), None);
+        assert_eq!(key_version("abc"), None);
+    }
+}
