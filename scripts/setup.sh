@@ -25,6 +25,7 @@ declare -A need=(
 	[zstd]=zstd
 	[dnsmasq]=dnsmasq-base
 	[cpio]=cpio
+	[/usr/bin/time]=time
 )
 missing=()
 for cmd in "${!need[@]}"; do

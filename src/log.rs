@@ -112,7 +112,11 @@ fn stderr_is_console() -> bool {
             return false;
         }
         let consoles = std::fs::read_to_string("/proc/consoles").unwrap_or_default();
-        is_console_device(libc::major(meta.rdev()), libc::minor(meta.rdev()), &consoles)
+        is_console_device(
+            libc::major(meta.rdev()),
+            libc::minor(meta.rdev()),
+            &consoles,
+        )
     })
 }
 
@@ -149,7 +153,8 @@ mod tests {
 
     #[test]
     fn consoles_are_dev_console_and_the_listed_terminals() {
-        let listed = "ttyS0                -W- (EC p a)    4:64\ntty0                 -WU (E  p  )    4:1\n";
+        let listed =
+            "ttyS0                -W- (EC p a)    4:64\ntty0                 -WU (E  p  )    4:1\n";
         assert!(is_console_device(5, 1, ""));
         assert!(is_console_device(4, 64, listed));
         assert!(is_console_device(4, 1, listed));

@@ -130,6 +130,9 @@ fn closed_port_url() -> String {
 fn vault_down_the_prompt_comes_up_at_once_and_the_passphrase_opens() {
     let mut case = Case::new("prompt-vault-down", &[]);
     case.config["vault"]["address"] = json!(closed_port_url());
+    // Vault's keyslot is named, but a typed passphrase may be any keyslot's: the backup is
+    // in keyslot 1, and only an open that tries every keyslot takes it.
+    case.config["volumes"][0]["keyslot"] = json!(0);
     case.answers(&[BACKUP]);
     case.run(&["--prompt"])
         .assert_code(0)
@@ -140,6 +143,10 @@ fn vault_down_the_prompt_comes_up_at_once_and_the_passphrase_opens() {
         // At the first failure, not at the 30 s deadline.
         .assert_within(Duration::from_secs(15));
     assert!(case.sb.is_open("luks"));
+    assert!(
+        !case.sb.wrapper_log("argv.log").contains("--key-slot"),
+        "a typed passphrase was tried in one keyslot"
+    );
     let prompts = case.prompts();
     assert_eq!(prompts.len(), 1);
     assert_eq!(prompts[0].1, "luks", "CRYPTTAB_NAME names the volume");
@@ -167,7 +174,9 @@ fn a_wrong_passphrase_is_refused_and_asked_again() {
 /// nobody typing, and the prompt is taken away.
 #[test]
 fn vault_coming_back_while_the_prompt_is_up_wins() {
-    let case = Case::new("prompt-comes-back", &["sealed"]);
+    let mut case = Case::new("prompt-comes-back", &["sealed"]);
+    // Vault's key goes to its keyslot alone, also when it wins the race.
+    case.config["volumes"][0]["keyslot"] = json!(0);
     case.answers(&[]);
     let run = std::thread::scope(|s| {
         let runner = s.spawn(|| case.run(&["--prompt"]));
@@ -187,6 +196,12 @@ fn vault_coming_back_while_the_prompt_is_up_wins() {
         .assert_stderr("luks: unlocked as /dev/mapper/luks with Vault's key")
         .assert_stderr("luks: passphrase prompt withdrawn: the volume is open");
     assert!(case.sb.is_open("luks"));
+    assert!(
+        case.sb
+            .wrapper_log("argv.log")
+            .contains("open --key-file=- --key-slot=0 "),
+        "Vault's key was not tried in its keyslot alone"
+    );
     let prompts = case.prompts();
     assert_eq!(prompts.len(), 1);
     assert!(!alive(prompts[0].0), "the asker was stopped");

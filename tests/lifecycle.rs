@@ -179,6 +179,157 @@ fn enroll_adds_a_keyslot_beside_the_articles_passphrase() {
     sb.run(&config, &["unlock", "data"]).assert_code(0);
 }
 
+/// `cryptsetup open --test-passphrase` of `image` with `key`: (seconds, peak RSS in KiB),
+/// measured by GNU time.
+fn open_cost(image: &Path, key: &str, extra: &[&str]) -> (f64, u64) {
+    let mut child = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%e %M",
+            "cryptsetup",
+            "open",
+            "--test-passphrase",
+            "--key-file=-",
+        ])
+        .args(extra)
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), key.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the key does not open {}",
+        image.display()
+    );
+    parse_cost(String::from_utf8_lossy(&out.stderr).lines().last().unwrap())
+}
+
+/// "SECONDS PEAK_RSS_KB", as GNU time's `-f '%e %M'` writes it.
+fn parse_cost(line: &str) -> (f64, u64) {
+    let mut f = line.split_whitespace();
+    let secs = f.next().and_then(|s| s.parse().ok());
+    let rss = f.next().and_then(|s| s.parse().ok());
+    (secs.unwrap(), rss.unwrap())
+}
+
+/// The volume the README's way: the article's argon2id passphrase in keyslot 0 (256 MiB to
+/// derive), Vault's key enrolled beside it in a PBKDF2 keyslot. The unlock tries that keyslot
+/// alone: no argon2id derivation, measured against the same key with every keyslot tried.
+#[test]
+fn vault_key_is_tried_in_its_keyslot_alone() {
+    let standin = Standin::start(&[]);
+    let (sb, config, _) = fresh("keyslot-alone", &standin);
+    let argon2_256m = [
+        "--pbkdf",
+        "argon2id",
+        "--pbkdf-memory",
+        "262144",
+        "--pbkdf-force-iterations",
+        "4",
+        "--pbkdf-parallel",
+        "1",
+    ];
+    let vol = sb.article_volume("article", "luks", &argon2_256m);
+    let backup = bao().decrypt(
+        "luks",
+        std::fs::read_to_string(&vol.ciphertext_file)
+            .unwrap()
+            .trim(),
+    );
+    let backup_file = sb.write("backup", &backup);
+    enroll(
+        &sb,
+        &config,
+        &vol.image,
+        &["--key-file", backup_file.to_str().unwrap(), "--force"],
+    )
+    .assert_code(0)
+    .assert_stderr("keyslot 1 opens");
+
+    sb.run(&config, &["unlock", "data"])
+        .assert_code(0)
+        .assert_stderr("data: cryptsetup open")
+        .assert_stderr("(keyslot 1)");
+    assert!(sb.is_open("data"));
+    assert!(
+        sb.wrapper_log("argv.log")
+            .contains("open --key-file=- --key-slot=1 "),
+        "the token's keyslot was not passed to cryptsetup"
+    );
+    let opens = sb.wrapper_log("open-cost.log");
+    let (fast_secs, fast_rss) = parse_cost(opens.lines().last().unwrap());
+
+    // The control, in the same run: the same key, every keyslot tried in order.
+    let key = bao().decrypt("luks", &ciphertext(&sb));
+    let (slow_secs, slow_rss) = open_cost(&vol.image, &key, &[]);
+    assert!(
+        slow_rss > 200 * 1024,
+        "the control did not derive the argon2id keyslot ({slow_rss} KiB)"
+    );
+    assert!(
+        fast_rss < 64 * 1024,
+        "vault-luks's open derived more than its PBKDF2 keyslot: {fast_rss} KiB (all keyslots: {slow_rss} KiB)"
+    );
+    assert!(
+        fast_secs * 3.0 < slow_secs,
+        "vault-luks's open took {fast_secs} s, every keyslot {slow_secs} s"
+    );
+}
+
+/// A keyslot record gone stale (Vault's keyslot moved by hand) costs time, not the volume:
+/// the named keyslot refuses the key, every keyslot is tried, and the operator is told.
+#[test]
+fn a_stale_keyslot_falls_back_to_every_keyslot() {
+    let standin = Standin::start(&[]);
+    let sb = Sandbox::new("keyslot-stale");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    // The article's key is in keyslot 0; keyslot 5 is empty, keyslot 1 holds another
+    // passphrase.
+    add_keyslot(&vol, "another passphrase", 1);
+    for stale in [5, 1] {
+        cfg["volumes"][0]["keyslot"] = json!(stale);
+        let config = sb.write_config(&cfg);
+        sb.run(&config, &["unlock"])
+            .assert_code(0)
+            .assert_stderr(&format!(
+                "luks: keyslot {stale} does not take Vault's key: trying every keyslot"
+            ))
+            .assert_stderr("luks: unlocked as /dev/mapper/luks with Vault's key");
+        assert!(sb.is_open("luks"));
+        std::fs::remove_file(sb.state.join("active-luks")).unwrap();
+    }
+}
+
+/// `passphrase` in keyslot `slot` of an article volume (cheap PBKDF2), authorised by its key.
+fn add_keyslot(vol: &Volume, passphrase: &str, slot: u32) {
+    let ciphertext = std::fs::read_to_string(&vol.ciphertext_file).unwrap();
+    let key = bao().decrypt("luks", ciphertext.trim());
+    let dir = vol.image.parent().unwrap();
+    let (key_file, new_file) = (dir.join("old-key"), dir.join("new-key"));
+    std::fs::write(&key_file, key).unwrap();
+    std::fs::write(&new_file, passphrase).unwrap();
+    let ok = Command::new("cryptsetup")
+        .args(["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2"])
+        .args([
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-slot",
+            &slot.to_string(),
+        ])
+        .arg("--key-file")
+        .arg(&key_file)
+        .arg(&vol.image)
+        .arg(&new_file)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "luksAddKey");
+}
+
 #[test]
 fn enroll_with_recovery_prints_a_passphrase_that_opens_the_volume() {
     let standin = Standin::start(&[]);

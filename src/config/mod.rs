@@ -145,6 +145,8 @@ pub struct Volume {
     pub ciphertext_file: Option<PathBuf>,
     pub transit: Transit,
     pub key_format: KeyFormat,
+    /// The keyslot Vault's key opens, when the configuration names it (else the token's).
+    pub keyslot: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -539,6 +541,8 @@ fn parse_volume(mut o: Obj) -> Result<Volume> {
             ))
         }
     };
+    // LUKS2 has 32 keyslots.
+    let keyslot = o.index("keyslot", 31)?;
     o.finish()?;
     Ok(Volume {
         name,
@@ -546,6 +550,7 @@ fn parse_volume(mut o: Obj) -> Result<Volume> {
         ciphertext_file,
         transit,
         key_format,
+        keyslot,
     })
 }
 

@@ -85,6 +85,22 @@ impl<'o> Obj<'o> {
         }
     }
 
+    /// A whole number from 0 to `max` (a LUKS2 keyslot: 0 to 31).
+    pub fn index(&mut self, key: &'static str, max: u32) -> Result<Option<u32>> {
+        let found = match self.take(key) {
+            None => return Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(i) if i <= u64::from(max) => return Ok(Some(i as u32)),
+                _ => n.to_string(),
+            },
+            Some(other) => kind(&other).to_string(),
+        };
+        Err(self.err(
+            key,
+            format!("expected a whole number from 0 to {max}, found {found}"),
+        ))
+    }
+
     pub fn seconds(&mut self, key: &'static str) -> Result<Option<Duration>> {
         match self.take(key) {
             None => Ok(None),

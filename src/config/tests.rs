@@ -22,6 +22,17 @@ fn err(text: &str) -> String {
 }
 
 #[test]
+fn a_volume_may_name_vaults_keyslot() {
+    let c = parse(&ARTICLE.replace(
+        r#""transit": {"key": "luks"}"#,
+        r#""transit": {"key": "luks"}, "keyslot": 31"#,
+    ))
+    .unwrap();
+    assert_eq!(c.volumes[0].keyslot, Some(31));
+    assert_eq!(parse(ARTICLE).unwrap().volumes[0].keyslot, None);
+}
+
+#[test]
 fn the_issue_example_works_with_defaults() {
     let c = parse(ARTICLE).unwrap();
     assert_eq!(
@@ -120,6 +131,9 @@ fn errors_name_the_file_the_field_and_the_problem() {
         (ARTICLE.replace(r#""volumes": [{"#, r#""volumes": 3, "x": [{"#), "volumes: expected an array, found a number"),
         ("{".to_string(), "c.json: not valid JSON"),
         (ARTICLE.replace(r#""vault":"#, r#""valt":"#), "vault: is required"),
+        (ARTICLE.replace(r#""transit": {"key": "luks"}"#, r#""transit": {"key": "luks"}, "keyslot": 32"#), "volumes[0].keyslot: expected a whole number from 0 to 31, found 32"),
+        (ARTICLE.replace(r#""transit": {"key": "luks"}"#, r#""transit": {"key": "luks"}, "keyslot": "1""#), "volumes[0].keyslot: expected a whole number from 0 to 31, found a string"),
+        (ARTICLE.replace(r#""transit": {"key": "luks"}"#, r#""transit": {"key": "luks"}, "keyslot": 1.5"#), "volumes[0].keyslot: expected a whole number from 0 to 31, found 1.5"),
     ];
     for (text, expected) in cases {
         let e = err(&text);

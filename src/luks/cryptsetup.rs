@@ -82,19 +82,21 @@ impl Cryptsetup {
         Ok(out.status.success())
     }
 
+    /// `cryptsetup open` with `key` on stdin. With a `keyslot`, only that keyslot is tried:
+    /// cryptsetup otherwise derives every keyslot's key in order, and an argon2id passphrase
+    /// before Vault's PBKDF2 keyslot costs seconds and hundreds of MiB for nothing.
     pub fn open(
         &self,
         device: &Path,
         name: &str,
         key: &Secret,
+        keyslot: Option<u32>,
         timeout: Duration,
     ) -> Result<(), OpenError> {
-        let args: [&std::ffi::OsStr; 4] = [
-            "open".as_ref(),
-            "--key-file=-".as_ref(),
-            device.as_os_str(),
-            name.as_ref(),
-        ];
+        let keyslot = keyslot.map(|n| format!("--key-slot={n}"));
+        let mut args: Vec<&std::ffi::OsStr> = vec!["open".as_ref(), "--key-file=-".as_ref()];
+        args.extend(keyslot.as_deref().map(std::ffi::OsStr::new));
+        args.extend([device.as_os_str(), name.as_ref()]);
         self.exec(&args, Input::Key(key), None, timeout).map(|_| ())
     }
 }

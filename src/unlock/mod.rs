@@ -64,7 +64,8 @@ fn with_vault_alone(
     let fetched = keys::fetch(config, pending, deadline);
     let mut failures = fetched.failures;
     for (p, key) in fetched.keys {
-        if let Err(e) = open(cs, config, &p.volume, &key, KeyFrom::Vault) {
+        let from = KeyFrom::Vault { keyslot: p.keyslot };
+        if let Err(e) = open(cs, config, &p.volume, &key, from) {
             failures.push((p.volume.name.clone(), e));
         }
     }
@@ -84,6 +85,8 @@ pub fn keyscript(config: &Config, name: &str) -> Result<()> {
     let pending = [Pending {
         volume: volume.clone(),
         ciphertext: read_ciphertext(Cryptsetup::locate().as_ref(), volume)?,
+        // cryptroot opens the volume with what is printed, as it decides.
+        keyslot: None,
     }];
     let mut fetched = keys::fetch(config, &pending, &deadline);
     if let Some((_, e)) = fetched.failures.pop() {

@@ -8,18 +8,28 @@ use crate::error::{Error, Result, Step};
 use crate::luks::{Cryptsetup, OpenError};
 use crate::secret::Secret;
 
-/// Where the key handed to cryptsetup came from: it decides the words of a refusal.
+/// Where the key handed to cryptsetup came from: it decides the keyslots tried and the words
+/// of a refusal.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum KeyFrom {
-    Vault,
+    /// With the keyslot it is expected in (the configuration's or the token's), tried alone.
+    Vault { keyslot: Option<u32> },
+    /// Any keyslot's passphrase: every keyslot is tried.
     Person,
 }
 
 impl KeyFrom {
     fn describe(self) -> &'static str {
         match self {
-            KeyFrom::Vault => "Vault's key",
+            KeyFrom::Vault { .. } => "Vault's key",
             KeyFrom::Person => "a typed passphrase",
+        }
+    }
+
+    fn keyslot(self) -> Option<u32> {
+        match self {
+            KeyFrom::Vault { keyslot } => keyslot,
+            KeyFrom::Person => None,
         }
     }
 }
@@ -32,13 +42,26 @@ pub fn open(
     key: &Secret,
     from: KeyFrom,
 ) -> Result<()> {
+    let keyslot = from.keyslot();
     crate::log::info(format_args!(
-        "{}: cryptsetup open {} {}",
+        "{}: cryptsetup open {} {}{}",
         v.name,
         v.device.display(),
-        v.name
+        v.name,
+        keyslot.map_or(String::new(), |n| format!(" (keyslot {n})"))
     ));
-    match cs.open(&v.device, &v.name, key, config.timeouts.cryptsetup) {
+    let timeout = config.timeouts.cryptsetup;
+    let mut result = cs.open(&v.device, &v.name, key, keyslot, timeout);
+    if let (Err(OpenError::KeyRejected | OpenError::Failed(_)), Some(n)) = (&result, keyslot) {
+        // A keyslot record gone stale (a keyslot moved or killed by hand: "No usable keyslot",
+        // exit 1) must not lock the volume; any other failure comes back the same.
+        crate::log::warn(format_args!(
+            "{}: keyslot {n} does not take Vault's key: trying every keyslot (correct volumes[].keyslot, or re-enroll to rewrite the token)",
+            v.name
+        ));
+        result = cs.open(&v.device, &v.name, key, None, timeout);
+    }
+    match result {
         Ok(()) => {
             crate::log::info(format_args!(
                 "{}: unlocked as /dev/mapper/{} with {}",
@@ -68,7 +91,7 @@ fn open_error(v: &Volume, e: OpenError, from: KeyFrom) -> Error {
             Step::Cryptsetup,
             format!("{} does not open {device} (no keyslot accepts it)", from.describe()),
             match from {
-                KeyFrom::Vault => "the ciphertext belongs to another volume or its keyslot was removed; unlock with the backup passphrase and re-enroll",
+                KeyFrom::Vault { .. } => "the ciphertext belongs to another volume or its keyslot was removed; unlock with the backup passphrase and re-enroll",
                 KeyFrom::Person => "type it again (any keyslot's passphrase works)",
             },
         ),

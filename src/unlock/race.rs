@@ -27,7 +27,8 @@ pub struct Fallback {
 }
 
 enum Event {
-    Key(String, Secret),
+    /// A volume's key and the keyslot it is expected in.
+    Key(String, Secret, Option<u32>),
     AutoFailed(String, Error),
     AutoDone,
     Typed(String, Secret),
@@ -228,7 +229,7 @@ impl Race<'_> {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Key(name, key) => self.key_from_vault(&name, &key),
+            Event::Key(name, key, keyslot) => self.key_from_vault(&name, &key, keyslot),
             Event::AutoFailed(name, e) => {
                 if let Some(i) = self.position(&name) {
                     crate::log::error(format_args!("{}", e.clone().for_volume(&name)));
@@ -241,11 +242,12 @@ impl Race<'_> {
         }
     }
 
-    fn key_from_vault(&mut self, name: &str, key: &Secret) {
+    fn key_from_vault(&mut self, name: &str, key: &Secret, keyslot: Option<u32>) {
         let Some(i) = self.position(name) else {
             return;
         };
-        match open(self.cs, self.config, &self.locked[i].0, key, KeyFrom::Vault) {
+        let from = KeyFrom::Vault { keyslot };
+        match open(self.cs, self.config, &self.locked[i].0, key, from) {
             Ok(()) => {
                 self.locked.remove(i);
             }
@@ -374,7 +376,7 @@ fn spawn_automatic(config: Config, pending: Vec<Pending>, tx: Sender) {
         let deadline = Deadline::after(config.timeouts.unlock);
         let fetched = keys::fetch(&config, &pending, &deadline);
         for (p, key) in fetched.keys {
-            tx.send(Event::Key(p.volume.name.clone(), key));
+            tx.send(Event::Key(p.volume.name.clone(), key, p.keyslot));
         }
         for (name, e) in fetched.failures {
             tx.send(Event::AutoFailed(name, e));

@@ -5,8 +5,10 @@
 use crate::config::{Config, Volume};
 use crate::error::{Error, Result, Step};
 use crate::luks::cryptsetup::wait_for_device;
+use crate::luks::header::{Binding, Header};
 use crate::luks::Cryptsetup;
 use crate::retry::Deadline;
+use std::path::Path;
 use std::time::Duration;
 
 /// How long `cryptsetup status` may take: it only reads device-mapper state.
@@ -15,10 +17,12 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Volumes that stayed locked, each with why.
 pub type Failures = Vec<(String, Error)>;
 
-/// A volume to unlock and its ciphertext. Owned: the Vault side may run in a thread of its own.
+/// A volume to unlock, its ciphertext, and the keyslot Vault's key is expected in. Owned: the
+/// Vault side may run in a thread of its own.
 pub struct Pending {
     pub volume: Volume,
     pub ciphertext: String,
+    pub keyslot: Option<u32>,
 }
 
 /// The configured volumes named on the command line (all when none are named).
@@ -92,19 +96,40 @@ pub fn prepare(
             "check that the volume group is active (vgchange -ay) and the device path in the configuration",
         ));
     }
-    let ciphertext = read_ciphertext(Some(cs), v)?;
+    // One header read serves both the token's ciphertext and its keyslot (a few milliseconds,
+    // no key derivation); none when the configuration names both.
+    let binding = if v.ciphertext_file.is_none() || v.keyslot.is_none() {
+        token_binding(Some(cs), v)
+    } else {
+        Err("not read: the configuration names the file and the keyslot".to_string())
+    };
+    let ciphertext = match &v.ciphertext_file {
+        Some(file) => ciphertext_from_file(file)?,
+        None => binding
+            .as_ref()
+            .map(|b| b.ciphertext.clone())
+            .map_err(|why| token_error(why))?,
+    };
+    let keyslot = v.keyslot.or(binding.ok().map(|b| b.keyslot));
     Ok(Some(Pending {
         volume: v.clone(),
         ciphertext,
+        keyslot,
     }))
 }
 
 /// The ciphertext as the article stores it (`vault:vN:...` in a file, surrounding whitespace
 /// trimmed), or, when the config names no file, from the volume's `vault-luks` LUKS2 token.
 pub fn read_ciphertext(cs: Option<&Cryptsetup>, v: &Volume) -> Result<String> {
-    let Some(file) = &v.ciphertext_file else {
-        return ciphertext_from_token(cs, v);
-    };
+    match &v.ciphertext_file {
+        Some(file) => ciphertext_from_file(file),
+        None => token_binding(cs, v)
+            .map(|b| b.ciphertext)
+            .map_err(|m| token_error(&m)),
+    }
+}
+
+fn ciphertext_from_file(file: &Path) -> Result<String> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         Error::failed(
             Step::Ciphertext,
@@ -126,24 +151,22 @@ pub fn read_ciphertext(cs: Option<&Cryptsetup>, v: &Volume) -> Result<String> {
     Ok(text.to_string())
 }
 
-/// The ciphertext `vault-luks enroll` stored in the volume's LUKS2 token.
-fn ciphertext_from_token(cs: Option<&Cryptsetup>, v: &Volume) -> Result<String> {
-    cs.ok_or_else(|| "cryptsetup is not available".to_string())
-        .and_then(|cs| crate::luks::header::Header::read(cs, &v.device))
-        .and_then(|h| {
-            h.binding()
-                .map(|(_, b)| b.ciphertext)
-                .ok_or_else(|| format!("{} has no vault-luks token", v.device.display()))
-        })
-        .map_err(|m| {
-            Error::failed(
-                Step::Ciphertext,
-                format!(
-                    "no ciphertext_file configured, and the header's token cannot be used: {m}"
-                ),
-                "set volumes[].ciphertext_file, or enroll the volume with vault-luks enroll",
-            )
-        })
+/// The binding `vault-luks enroll` stored in the volume's LUKS2 token: its ciphertext and
+/// keyslot. A volume made with the article's commands has none.
+fn token_binding(cs: Option<&Cryptsetup>, v: &Volume) -> std::result::Result<Binding, String> {
+    let cs = cs.ok_or_else(|| "cryptsetup is not available".to_string())?;
+    Header::read(cs, &v.device)?
+        .binding()
+        .map(|(_, b)| b)
+        .ok_or_else(|| format!("{} has no vault-luks token", v.device.display()))
+}
+
+fn token_error(why: &str) -> Error {
+    Error::failed(
+        Step::Ciphertext,
+        format!("no ciphertext_file configured, and the header's token cannot be used: {why}"),
+        "set volumes[].ciphertext_file, or enroll the volume with vault-luks enroll",
+    )
 }
 
 /// The ciphertext's key version (`vault:v3:...` is 3), for status and logs.
