@@ -7,88 +7,8 @@ use std::mem::take;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const HELP: &str = "\
-vault-luks: unlock LUKS volumes with keys wrapped by Vault (or OpenBao) transit
-
-USAGE:
-    vault-luks [OPTIONS] unlock [--timeout SECONDS] [--prompt[=HOW] | --no-prompt] [--late] [NAME...]
-    vault-luks [OPTIONS] close [--force] [NAME...]
-    vault-luks [OPTIONS] status [--json] [--check-vault]
-    vault-luks [OPTIONS] check [--files | --image [PATH]]
-    vault-luks [OPTIONS] keyscript [NAME]      (or run as vault-luks-keyscript)
-    vault-luks [OPTIONS] enroll NAME --device DEV [--format [--force]] [--key-file FILE]
-                         [--ciphertext-file FILE] [--transit-key KEY] [--transit-mount MOUNT]
-                         [--context BASE64] [--recovery]
-    vault-luks [OPTIONS] rewrap [NAME...]
-    vault-luks [OPTIONS] rotate NAME
-    vault-luks [OPTIONS] net-check [--timeout SECONDS] [--resolve NAME] [--exec COMMAND]
-
-COMMANDS:
-    unlock    Log into Vault, decrypt each volume's key with transit and open it with
-              cryptsetup (all configured volumes, or the NAMEs given). Volumes already open
-              are left alone. --prompt: when Vault fails or is slow, also ask for a
-              passphrase (any keyslot's) while Vault is retried; the first to arrive opens
-              the volume. HOW: auto (default), systemd (systemd-ask-password), askpass
-              (cryptroot's, /lib/cryptsetup/askpass), console. On a terminal --prompt is the
-              default; $VAULT_LUKS_ASKPASS names a program to ask instead. --late: the
-              real root's second chance (vault-luks-late.service): only when vault-luks did
-              not run to its end in the initramfs (an image without it, no initramfs, a
-              crash), and saying so; volumes open already are left alone, with no login.
-    close     Unmount what is mounted from each volume (or the NAMEs given), then close its
-              mapping. A busy mount is refused unless --force (lazy unmount, deferred close).
-    status    Show each volume: device, LUKS version, vault-luks's keyslot and token, mapping,
-              mount points, ciphertext and key version. --check-vault also has Vault decrypt
-              each key and tests it against the header, opening nothing (exit 1 if one fails).
-    check     Validate the configuration and print the resolved settings (never a secret).
-              --files prints only the files the configuration refers to, one per line.
-              --image checks an initramfs (default: the running kernel's) for everything the
-              unlock needs at boot: vault-luks and what runs it, the configuration and its
-              files (the same as in /etc), cryptsetup, libgcc_s.so.1, the dm-crypt and cipher
-              modules, this machine's NIC driver. Exit 1 when a piece is missing, named with
-              what brings it. The install runs it after every rebuild of the initramfs.
-    enroll    A new random key (24 bytes, base64, as the article), wrapped by transit into
-              FILE (default /etc/vault-luks/NAME.passphrase, mode 0600), given a PBKDF2
-              keyslot of its own: on a new LUKS2 volume (--format; refused on a device with
-              a LUKS header or a file system unless --force), or beside the existing
-              passphrases (authorised by one: prompt, or --key-file). Stored in a LUKS2 token
-              too, and added to the configuration. --recovery adds an argon2id recovery
-              passphrase and prints it once.
-    rewrap    After transit/keys/KEY/rotate: rewrap each ciphertext to the latest key version
-              (file and token), reporting the versions before and after.
-    rotate    A new key in a new keyslot, its ciphertext stored, the old keyslot removed, in
-              an order where a crash at any point leaves the volume openable by Vault.
-    keyscript For crypttab's keyscript= (cryptroot): print the key of volume NAME (default:
-              $CRYPTTAB_NAME) to stdout, for cryptroot to pipe into cryptsetup. Installed as
-              vault-luks-keyscript (a link to vault-luks), it needs no arguments.
-    net-check Bring the network up as an unlock would when nothing else has (link, DHCP or
-              a static address, routes, resolv.conf), print what was done as JSON, resolve
-              NAME, run COMMAND (sh -c), then remove exactly what was added. For testing the
-              network settings; does nothing when routes to the metadata server and Vault exist.
-
-OPTIONS:
-    -c, --config PATH   Configuration file [default: $VAULT_LUKS_CONFIG, else
-                        /etc/vault-luks/config.json]
-        --log TARGET    Where log lines go: stderr, kmsg (kernel log), both [default: stderr]
-        --debug         More log lines
-        --no-cmdline    Ignore rd.vault-luks.* options on the kernel command line
-    -h, --help          Show this help
-    -V, --version       Show the version
-
-ENVIRONMENT (BAO_* is read before VAULT_*; both override the file):
-    VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE,
-    VAULT_TLS_SERVER_NAME, VAULT_TOKEN (used instead of logging in; never revoked)
-
-KERNEL COMMAND LINE (override the file and the environment):
-    rd.vault-luks=0                 do not unlock on this boot (unlock exits 0, does nothing)
-    rd.vault-luks.address=URL[,URL] Vault address(es)
-    rd.vault-luks.timeout=SECONDS   unlock deadline
-    rd.vault-luks.debug             more log lines
-
-EXIT CODES:
-    0  success (or nothing to do)
-    1  a volume could not be unlocked or closed
-    2  usage error or invalid configuration
-";
+mod help;
+pub use help::OVERVIEW as HELP;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -133,7 +53,8 @@ pub enum Command {
         resolve: Option<String>,
         exec: Option<String>,
     },
-    Help,
+    /// The text to print: the overview, or one command's.
+    Help(&'static str),
     Version,
 }
 
@@ -191,7 +112,7 @@ type Value<'a> = dyn FnMut(&str) -> Result<String> + 'a;
 /// what none took.
 pub fn parse(args: &[String]) -> Result<Cli> {
     // Its command is decided once all words are read.
-    let mut cli = simple(Command::Help);
+    let mut cli = simple(Command::Help(HELP));
     let mut words = Words::default();
     if let Some(help_or_version) = scan(args, &mut cli, &mut words)? {
         return Ok(simple(help_or_version));
@@ -217,7 +138,10 @@ fn scan(args: &[String], cli: &mut Cli, words: &mut Words) -> Result<Option<Comm
                 .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
         };
         match flag {
-            "-h" | "--help" => return Ok(Some(Command::Help)),
+            "-h" | "--help" => {
+                let command = words.command.as_deref().and_then(help::topic);
+                return Ok(Some(Command::Help(command.unwrap_or(HELP))));
+            }
             "-V" | "--version" => return Ok(Some(Command::Version)),
             _ if global_option(cli, flag, &mut value)? => {}
             _ if words.command_flag(flag, inline.as_deref(), &mut value)? => {}
@@ -329,7 +253,7 @@ fn parse_command(w: &mut Words) -> Result<Command> {
         }),
         Some("rotate") => parse_rotate(w),
         Some("net-check") => parse_net_check(w),
-        Some("help") => Ok(Command::Help),
+        Some("help") => parse_help(w),
         Some(other) => Err(Error::Usage(format!("unknown command `{other}`"))),
     }
 }
@@ -416,6 +340,22 @@ fn parse_net_check(w: &mut Words) -> Result<Command> {
         resolve: w.resolve.take(),
         exec: w.exec.take(),
     })
+}
+
+/// `help [COMMAND]`: an unknown COMMAND is a usage error that names the known ones.
+fn parse_help(w: &mut Words) -> Result<Command> {
+    let text = match w.names.as_slice() {
+        [] => HELP,
+        [command] => help::topic(command).ok_or_else(|| {
+            let known: Vec<&str> = help::TOPICS.iter().map(|t| t.0).collect();
+            Error::Usage(format!(
+                "help: unknown command `{command}`; the commands are {}",
+                known.join(", ")
+            ))
+        })?,
+        _ => return Err(Error::Usage("help takes one command".into())),
+    };
+    Ok(Command::Help(text))
 }
 
 /// A command flag that its command did not take is an error. Some are not checked and
@@ -614,7 +554,85 @@ mod tests {
 
     #[test]
     fn help_and_version_win() {
-        assert_eq!(p(&["unlock", "--help"]).unwrap().command, Command::Help);
+        assert_eq!(p(&["unlock", "--bogus=x"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            p(&["unlock", "--help", "--bogus"]).unwrap().command,
+            Command::Help(help::topic("unlock").unwrap())
+        );
         assert_eq!(p(&["-V"]).unwrap().command, Command::Version);
+    }
+
+    fn help_of(args: &[&str]) -> &'static str {
+        match p(args).unwrap().command {
+            Command::Help(text) => text,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_per_command() {
+        let unlock = help_of(&["help", "unlock"]);
+        assert!(unlock.contains("--late") && unlock.contains("--prompt[=HOW]"));
+        assert!(!unlock.contains("--recovery"));
+        for args in [&["unlock", "--help"][..], &["-c", "x.json", "unlock", "-h"]] {
+            assert_eq!(help_of(args), unlock, "{args:?}");
+        }
+        assert!(help_of(&["enroll", "--help"]).contains("--recovery"));
+        // Before the command, or for a command without help: the overview.
+        for args in [
+            &["help"][..],
+            &["--help", "unlock"],
+            &["-h"],
+            &["help", "-h"],
+        ] {
+            assert_eq!(help_of(args), HELP, "{args:?}");
+        }
+        let e = p(&["help", "nosuch"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("unknown command `nosuch`"), "{msg}");
+        for (name, _) in help::TOPICS {
+            assert!(msg.contains(name), "{msg} lacks {name}");
+        }
+        assert!(p(&["help", "unlock", "close"]).is_err());
+    }
+
+    /// Each command's help names each flag its usage line has, and stands in the overview.
+    #[test]
+    fn each_help_explains_its_flags() {
+        for (name, text) in help::TOPICS {
+            let usage = text.split("\n\n").next().unwrap();
+            let usage_lines = usage.lines().skip(1).map(|l| l.to_string() + "\n");
+            assert!(usage_lines.clone().count() >= 1, "{name}");
+            for line in usage_lines {
+                assert!(HELP.contains(&line), "{name}: the overview lacks {line}");
+            }
+            let flags = usage
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|w| w.starts_with("--"));
+            for flag in flags {
+                let explained = format!("\n    {flag}");
+                assert!(text.contains(&explained), "{name}: {flag} is not explained");
+            }
+        }
+    }
+
+    /// The README's "Command line" section shows the options and every command's help
+    /// verbatim: the two cannot drift apart.
+    #[test]
+    fn readme_shows_the_help_texts() {
+        let readme = include_str!("../README.md");
+        let options = HELP.split("\nOPTIONS:\n").nth(1).unwrap();
+        let options = options.split("\n\n").next().unwrap();
+        assert!(
+            readme.contains(options),
+            "README lacks the OPTIONS:\n{options}"
+        );
+        for (name, text) in help::TOPICS {
+            assert!(
+                readme.contains(text),
+                "README lacks `{name}`'s help:\n{text}"
+            );
+        }
     }
 }

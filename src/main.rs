@@ -91,7 +91,7 @@ fn run(args: &[String]) -> Result<()> {
     let warn = talks_to_vault(&cli.command);
     let configured = || Setup::load(&cli.config, cli.use_cmdline, warn);
     match cli.command {
-        Command::Help => print_out(cli::HELP),
+        Command::Help(text) => print_out(text),
         Command::Version => print_out(concat!("vault-luks ", env!("CARGO_PKG_VERSION"), "\n")),
         Command::AskConsole { message } => cmd_ask_console(&message),
         Command::Unlock {
