@@ -55,7 +55,9 @@ COMMANDS:
 OPTIONS:
     -c, --config PATH   Configuration file [default: $VAULT_LUKS_CONFIG, else
                         /etc/vault-luks/config.json]
-        --log TARGET    Where log lines go: stderr, kmsg (kernel log), both [default: stderr]
+        --log TARGET    Where log lines go: stderr, kmsg (kernel log), both (kmsg, and
+                        stderr for what the kernel does not print on the console stderr is)
+                        [default: stderr]
         --debug         More log lines
         --no-cmdline    Ignore rd.vault-luks.* options on the kernel command line
     -h, --help          Show this help (after a command: that command's)
