@@ -3,91 +3,12 @@
 
 use crate::error::{Error, Result};
 use crate::log::Target;
+use std::mem::take;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const HELP: &str = "\
-vault-luks: unlock LUKS volumes with keys wrapped by Vault (or OpenBao) transit
-
-USAGE:
-    vault-luks [OPTIONS] unlock [--timeout SECONDS] [--prompt[=HOW] | --no-prompt] [--late] [NAME...]
-    vault-luks [OPTIONS] close [--force] [NAME...]
-    vault-luks [OPTIONS] status [--json] [--check-vault]
-    vault-luks [OPTIONS] check [--files | --image [PATH]]
-    vault-luks [OPTIONS] keyscript [NAME]      (or run as vault-luks-keyscript)
-    vault-luks [OPTIONS] enroll NAME --device DEV [--format [--force]] [--key-file FILE]
-                         [--ciphertext-file FILE] [--transit-key KEY] [--transit-mount MOUNT]
-                         [--context BASE64] [--recovery]
-    vault-luks [OPTIONS] rewrap [NAME...]
-    vault-luks [OPTIONS] rotate NAME
-    vault-luks [OPTIONS] net-check [--timeout SECONDS] [--resolve NAME] [--exec COMMAND]
-
-COMMANDS:
-    unlock    Log into Vault, decrypt each volume's key with transit and open it with
-              cryptsetup (all configured volumes, or the NAMEs given). Volumes already open
-              are left alone. --prompt: when Vault fails or is slow, also ask for a
-              passphrase (any keyslot's) while Vault is retried; the first to arrive opens
-              the volume. HOW: auto (default), systemd (systemd-ask-password), askpass
-              (cryptroot's, /lib/cryptsetup/askpass), console. On a terminal --prompt is the
-              default; $VAULT_LUKS_ASKPASS names a program to ask instead. --late: the
-              real root's second chance (vault-luks-late.service): only when vault-luks did
-              not run to its end in the initramfs (an image without it, no initramfs, a
-              crash), and saying so; volumes open already are left alone, with no login.
-    close     Unmount what is mounted from each volume (or the NAMEs given), then close its
-              mapping. A busy mount is refused unless --force (lazy unmount, deferred close).
-    status    Show each volume: device, LUKS version, vault-luks's keyslot and token, mapping,
-              mount points, ciphertext and key version. --check-vault also has Vault decrypt
-              each key and tests it against the header, opening nothing (exit 1 if one fails).
-    check     Validate the configuration and print the resolved settings (never a secret).
-              --files prints only the files the configuration refers to, one per line.
-              --image checks an initramfs (default: the running kernel's) for everything the
-              unlock needs at boot: vault-luks and what runs it, the configuration and its
-              files (the same as in /etc), cryptsetup, libgcc_s.so.1, the dm-crypt and cipher
-              modules, this machine's NIC driver. Exit 1 when a piece is missing, named with
-              what brings it. The install runs it after every rebuild of the initramfs.
-    enroll    A new random key (24 bytes, base64, as the article), wrapped by transit into
-              FILE (default /etc/vault-luks/NAME.passphrase, mode 0600), given a PBKDF2
-              keyslot of its own: on a new LUKS2 volume (--format; refused on a device with
-              a LUKS header or a file system unless --force), or beside the existing
-              passphrases (authorised by one: prompt, or --key-file). Stored in a LUKS2 token
-              too, and added to the configuration. --recovery adds an argon2id recovery
-              passphrase and prints it once.
-    rewrap    After transit/keys/KEY/rotate: rewrap each ciphertext to the latest key version
-              (file and token), reporting the versions before and after.
-    rotate    A new key in a new keyslot, its ciphertext stored, the old keyslot removed, in
-              an order where a crash at any point leaves the volume openable by Vault.
-    keyscript For crypttab's keyscript= (cryptroot): print the key of volume NAME (default:
-              $CRYPTTAB_NAME) to stdout, for cryptroot to pipe into cryptsetup. Installed as
-              vault-luks-keyscript (a link to vault-luks), it needs no arguments.
-    net-check Bring the network up as an unlock would when nothing else has (link, DHCP or
-              a static address, routes, resolv.conf), print what was done as JSON, resolve
-              NAME, run COMMAND (sh -c), then remove exactly what was added. For testing the
-              network settings; does nothing when routes to the metadata server and Vault exist.
-
-OPTIONS:
-    -c, --config PATH   Configuration file [default: $VAULT_LUKS_CONFIG, else
-                        /etc/vault-luks/config.json]
-        --log TARGET    Where log lines go: stderr, kmsg (kernel log), both [default: stderr]
-        --debug         More log lines
-        --no-cmdline    Ignore rd.vault-luks.* options on the kernel command line
-    -h, --help          Show this help
-    -V, --version       Show the version
-
-ENVIRONMENT (BAO_* is read before VAULT_*; both override the file):
-    VAULT_ADDR, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_NAMESPACE,
-    VAULT_TLS_SERVER_NAME, VAULT_TOKEN (used instead of logging in; never revoked)
-
-KERNEL COMMAND LINE (override the file and the environment):
-    rd.vault-luks=0                 do not unlock on this boot (unlock exits 0, does nothing)
-    rd.vault-luks.address=URL[,URL] Vault address(es)
-    rd.vault-luks.timeout=SECONDS   unlock deadline
-    rd.vault-luks.debug             more log lines
-
-EXIT CODES:
-    0  success (or nothing to do)
-    1  a volume could not be unlocked or closed
-    2  usage error or invalid configuration
-";
+mod help;
+pub use help::OVERVIEW as HELP;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -132,13 +53,15 @@ pub enum Command {
         resolve: Option<String>,
         exec: Option<String>,
     },
-    Help,
+    /// The text to print: the overview, or one command's.
+    Help(&'static str),
     Version,
 }
 
 /// `--prompt[=HOW]` / `--no-prompt`, or neither (then: prompt when stdin is a terminal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PromptArg {
+    #[default]
     Default,
     Never,
     Ask(crate::prompt::Choice),
@@ -153,32 +76,55 @@ pub struct Cli {
     pub use_cmdline: bool,
 }
 
-pub fn parse(args: &[String]) -> Result<Cli> {
-    let mut config = default_config();
-    let mut log = Target::Stderr;
-    let mut debug = false;
-    let mut use_cmdline = true;
-    let mut command: Option<String> = None;
-    let mut names: Vec<String> = Vec::new();
-    let mut json = false;
-    let mut check_vault = false;
-    let mut files_only = false;
-    let mut image = false;
-    let mut late = false;
-    let mut timeout = None;
-    let mut prompt = PromptArg::Default;
-    // enroll's options
-    let mut device: Option<PathBuf> = None;
-    let (mut format, mut force, mut recovery) = (false, false, false);
-    let mut key_file: Option<PathBuf> = None;
-    let mut ciphertext_file: Option<PathBuf> = None;
-    let mut transit_key: Option<String> = None;
-    let mut transit_mount: Option<String> = None;
-    let mut context: Option<String> = None;
-    // net-check's options
-    let mut resolve: Option<String> = None;
-    let mut exec: Option<String> = None;
+/// Everything the command line says besides the global options, before it is checked
+/// against the command: each `parse_COMMAND` takes what its command uses, and
+/// `reject_unused` refuses what is left over.
+#[derive(Default)]
+struct Words {
+    command: Option<String>,
+    names: Vec<String>,
+    json: bool,
+    check_vault: bool,
+    files_only: bool,
+    image: bool,
+    late: bool,
+    timeout: Option<Duration>,
+    prompt: PromptArg,
+    // enroll's
+    device: Option<PathBuf>,
+    format: bool,
+    force: bool,
+    recovery: bool,
+    key_file: Option<PathBuf>,
+    ciphertext_file: Option<PathBuf>,
+    transit_key: Option<String>,
+    transit_mount: Option<String>,
+    context: Option<String>,
+    // net-check's
+    resolve: Option<String>,
+    exec: Option<String>,
+}
 
+/// A flag's value: after `=`, else the next argument.
+type Value<'a> = dyn FnMut(&str) -> Result<String> + 'a;
+
+/// The global options, then the command's words, then the command that takes them, then
+/// what none took.
+pub fn parse(args: &[String]) -> Result<Cli> {
+    // Its command is decided once all words are read.
+    let mut cli = simple(Command::Help(HELP));
+    let mut words = Words::default();
+    if let Some(help_or_version) = scan(args, &mut cli, &mut words)? {
+        return Ok(simple(help_or_version));
+    }
+    cli.command = parse_command(&mut words)?;
+    reject_unused(&words)?;
+    Ok(cli)
+}
+
+/// Sorts the arguments into the global options (into `cli`) and the command's words; options
+/// may stand anywhere. Help and version win: they end the scan.
+fn scan(args: &[String], cli: &mut Cli, words: &mut Words) -> Result<Option<Command>> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -192,183 +138,246 @@ pub fn parse(args: &[String]) -> Result<Cli> {
                 .ok_or_else(|| Error::Usage(format!("{name} needs a value")))
         };
         match flag {
-            "-h" | "--help" => return Ok(simple(Command::Help)),
-            "-V" | "--version" => return Ok(simple(Command::Version)),
-            "-c" | "--config" => config = PathBuf::from(value("--config")?),
-            "--log" => {
-                let v = value("--log")?;
-                log = Target::parse(&v).ok_or_else(|| {
-                    Error::Usage(format!("--log: `{v}` is not stderr, kmsg or both"))
-                })?;
+            "-h" | "--help" => {
+                let command = words.command.as_deref().and_then(help::topic);
+                return Ok(Some(Command::Help(command.unwrap_or(HELP))));
             }
-            "--debug" => debug = true,
-            "--no-prompt" => prompt = PromptArg::Never,
-            "--prompt" => {
-                let how = inline.as_deref().unwrap_or("auto");
-                prompt = PromptArg::Ask(crate::prompt::Choice::parse(how).ok_or_else(|| {
-                    Error::Usage(format!(
-                        "--prompt={how}: expected auto, systemd, askpass or console"
-                    ))
-                })?);
-            }
-            "--no-cmdline" => use_cmdline = false,
-            "--json" => json = true,
-            "--check-vault" => check_vault = true,
-            "--files" => files_only = true,
-            "--image" => {
-                image = true;
-                names.extend(inline.clone());
-            }
-            "--late" => late = true,
-            "--device" => device = Some(PathBuf::from(value("--device")?)),
-            "--format" => format = true,
-            "--force" => force = true,
-            "--recovery" => recovery = true,
-            "--key-file" => key_file = Some(PathBuf::from(value("--key-file")?)),
-            "--ciphertext-file" => {
-                ciphertext_file = Some(PathBuf::from(value("--ciphertext-file")?))
-            }
-            "--transit-key" => transit_key = Some(value("--transit-key")?),
-            "--transit-mount" => transit_mount = Some(value("--transit-mount")?),
-            "--context" => context = Some(value("--context")?),
-            "--resolve" => resolve = Some(value("--resolve")?),
-            "--exec" => exec = Some(value("--exec")?),
-            "--timeout" => {
-                let v = value("--timeout")?;
-                let secs = crate::config::parse_seconds_text(&v).ok_or_else(|| {
-                    Error::Usage(format!("--timeout: `{v}` is not a number of seconds"))
-                })?;
-                if !(secs > 0.0 && secs <= 3600.0) {
-                    return Err(Error::Usage(
-                        "--timeout must be between 0 and 3600 seconds".into(),
-                    ));
-                }
-                timeout = Some(Duration::from_secs_f64(secs));
-            }
+            "-V" | "--version" => return Ok(Some(Command::Version)),
+            _ if global_option(cli, flag, &mut value)? => {}
+            _ if words.command_flag(flag, inline.as_deref(), &mut value)? => {}
             f if f.starts_with('-') && f.len() > 1 => {
                 return Err(Error::Usage(format!("unknown option `{f}`")))
             }
-            word if command.is_none() => command = Some(word.to_string()),
-            word => names.push(word.to_string()),
+            word if words.command.is_none() => words.command = Some(word.to_string()),
+            word => words.names.push(word.to_string()),
         }
     }
+    Ok(None)
+}
 
-    let command = match command.as_deref() {
-        None => {
-            return Err(Error::Usage(
-                "no command given: unlock, close, status or check".into(),
+/// `--config`, `--log`, `--debug`, `--no-cmdline`: whether `flag` is one of them.
+fn global_option(cli: &mut Cli, flag: &str, value: &mut Value) -> Result<bool> {
+    match flag {
+        "-c" | "--config" => cli.config = PathBuf::from(value("--config")?),
+        "--log" => {
+            let v = value("--log")?;
+            cli.log = Target::parse(&v)
+                .ok_or_else(|| Error::Usage(format!("--log: `{v}` is not stderr, kmsg or both")))?;
+        }
+        "--debug" => cli.debug = true,
+        "--no-cmdline" => cli.use_cmdline = false,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+impl Words {
+    /// Records a command's flag; whether `flag` is one.
+    fn command_flag(
+        &mut self,
+        flag: &str,
+        inline: Option<&str>,
+        value: &mut Value,
+    ) -> Result<bool> {
+        match flag {
+            "--no-prompt" => self.prompt = PromptArg::Never,
+            "--prompt" => self.prompt = prompt_arg(inline.unwrap_or("auto"))?,
+            "--json" => self.json = true,
+            "--check-vault" => self.check_vault = true,
+            "--files" => self.files_only = true,
+            "--image" => {
+                self.image = true;
+                self.names.extend(inline.map(str::to_string));
+            }
+            "--late" => self.late = true,
+            "--timeout" => self.timeout = Some(timeout(&value("--timeout")?)?),
+            "--device" => self.device = Some(PathBuf::from(value("--device")?)),
+            "--format" => self.format = true,
+            "--force" => self.force = true,
+            "--recovery" => self.recovery = true,
+            "--key-file" => self.key_file = Some(PathBuf::from(value("--key-file")?)),
+            "--ciphertext-file" => {
+                self.ciphertext_file = Some(PathBuf::from(value("--ciphertext-file")?))
+            }
+            "--transit-key" => self.transit_key = Some(value("--transit-key")?),
+            "--transit-mount" => self.transit_mount = Some(value("--transit-mount")?),
+            "--context" => self.context = Some(value("--context")?),
+            "--resolve" => self.resolve = Some(value("--resolve")?),
+            "--exec" => self.exec = Some(value("--exec")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+fn prompt_arg(how: &str) -> Result<PromptArg> {
+    crate::prompt::Choice::parse(how)
+        .map(PromptArg::Ask)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--prompt={how}: expected auto, systemd, askpass or console"
             ))
-        }
-        Some("unlock") => Command::Unlock {
-            names,
-            timeout,
-            prompt,
-            late: std::mem::take(&mut late),
-        },
-        Some("ask-console") if names.len() == 1 => Command::AskConsole {
-            message: names.remove(0),
-        },
-        Some("close") => Command::Close {
-            names,
-            force: std::mem::take(&mut force),
-        },
-        Some("status") => no_names(Command::Status { json, check_vault }, &names)?,
-        Some("check") if image && !files_only && names.len() <= 1 => Command::CheckImage {
-            path: names.pop().map(PathBuf::from),
-        },
-        Some("check") if image => {
-            return Err(Error::Usage(
-                "check --image takes at most one image, and not --files".into(),
-            ))
-        }
-        Some("check") => no_names(Command::Check { files_only }, &names)?,
-        Some("keyscript") if names.len() <= 1 => Command::Keyscript { name: names.pop() },
-        Some("keyscript") => {
-            return Err(Error::Usage(
-                "keyscript takes at most one volume name".into(),
-            ))
-        }
-        Some("enroll") => {
-            let name = match names.as_slice() {
-                [n] => n.clone(),
-                _ => return Err(Error::Usage("enroll takes one volume name".into())),
-            };
-            let device = device
-                .take()
-                .ok_or_else(|| Error::Usage("enroll needs --device".into()))?;
-            Command::Enroll(crate::lifecycle::enroll::Options {
-                name,
-                device,
-                format,
-                force,
-                key_file: key_file.take(),
-                ciphertext_file: ciphertext_file.take(),
-                transit: crate::config::Transit {
-                    mount: transit_mount
-                        .take()
-                        .unwrap_or_else(|| crate::config::DEFAULT_TRANSIT_MOUNT.to_string()),
-                    key: transit_key.take().unwrap_or_else(|| "luks".to_string()),
-                    context: context.take(),
-                },
-                recovery,
-            })
-        }
-        Some("rewrap") => Command::Rewrap { names },
-        Some("rotate") => match names.as_slice() {
-            [n] => Command::Rotate { name: n.clone() },
-            _ => return Err(Error::Usage("rotate takes one volume name".into())),
-        },
-        Some("net-check") => no_names(
-            Command::NetCheck {
-                timeout: timeout.take(),
-                resolve: resolve.take(),
-                exec: exec.take(),
-            },
-            &names,
-        )?,
-        Some("help") => Command::Help,
-        Some(other) => return Err(Error::Usage(format!("unknown command `{other}`"))),
-    };
-    let only_for = |flag: &str, ok: bool| {
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Usage(format!(
-                "{flag} does not apply to this command"
-            )))
-        }
-    };
-    only_for("--json", !json || matches!(command, Command::Status { .. }))?;
-    only_for(
-        "--check-vault",
-        !check_vault || matches!(command, Command::Status { .. }),
-    )?;
-    only_for(
-        "--files",
-        !files_only || matches!(command, Command::Check { .. }),
-    )?;
-    only_for(
-        "--timeout",
-        timeout.is_none() || matches!(command, Command::Unlock { .. }),
-    )?;
-    only_for(
-        "--image",
-        !image || matches!(command, Command::CheckImage { .. }),
-    )?;
-    only_for("--late", !late)?;
-    only_for("--resolve", resolve.is_none())?;
-    only_for("--exec", exec.is_none())?;
-    only_for(
-        "--prompt",
-        prompt == PromptArg::Default || matches!(command, Command::Unlock { .. }),
-    )?;
-    Ok(Cli {
-        command,
-        config,
-        log,
-        debug,
-        use_cmdline,
+        })
+}
+
+fn timeout(v: &str) -> Result<Duration> {
+    let secs = crate::config::parse_seconds_text(v)
+        .ok_or_else(|| Error::Usage(format!("--timeout: `{v}` is not a number of seconds")))?;
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err(Error::Usage(
+            "--timeout must be between 0 and 3600 seconds".into(),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_command(w: &mut Words) -> Result<Command> {
+    match w.command.as_deref() {
+        None => Err(Error::Usage(
+            "no command given: unlock, close, status or check".into(),
+        )),
+        Some("unlock") => Ok(parse_unlock(w)),
+        Some("ask-console") if w.names.len() == 1 => Ok(Command::AskConsole {
+            message: w.names.remove(0),
+        }),
+        Some("close") => Ok(Command::Close {
+            names: take(&mut w.names),
+            force: take(&mut w.force),
+        }),
+        Some("status") => parse_status(w),
+        Some("check") => parse_check(w),
+        Some("keyscript") => parse_keyscript(w),
+        Some("enroll") => parse_enroll(w),
+        Some("rewrap") => Ok(Command::Rewrap {
+            names: take(&mut w.names),
+        }),
+        Some("rotate") => parse_rotate(w),
+        Some("net-check") => parse_net_check(w),
+        Some("help") => parse_help(w),
+        Some(other) => Err(Error::Usage(format!("unknown command `{other}`"))),
+    }
+}
+
+fn parse_unlock(w: &mut Words) -> Command {
+    Command::Unlock {
+        names: take(&mut w.names),
+        timeout: w.timeout.take(),
+        prompt: take(&mut w.prompt),
+        late: take(&mut w.late),
+    }
+}
+
+fn parse_status(w: &mut Words) -> Result<Command> {
+    no_names(w)?;
+    Ok(Command::Status {
+        json: take(&mut w.json),
+        check_vault: take(&mut w.check_vault),
     })
+}
+
+fn parse_check(w: &mut Words) -> Result<Command> {
+    if !take(&mut w.image) {
+        no_names(w)?;
+        return Ok(Command::Check {
+            files_only: take(&mut w.files_only),
+        });
+    }
+    if w.files_only || w.names.len() > 1 {
+        return Err(Error::Usage(
+            "check --image takes at most one image, and not --files".into(),
+        ));
+    }
+    Ok(Command::CheckImage {
+        path: w.names.pop().map(PathBuf::from),
+    })
+}
+
+fn parse_keyscript(w: &mut Words) -> Result<Command> {
+    if w.names.len() > 1 {
+        return Err(Error::Usage(
+            "keyscript takes at most one volume name".into(),
+        ));
+    }
+    Ok(Command::Keyscript {
+        name: w.names.pop(),
+    })
+}
+
+fn parse_enroll(w: &mut Words) -> Result<Command> {
+    let name = one_name(w, "enroll takes one volume name")?;
+    let device = w
+        .device
+        .take()
+        .ok_or_else(|| Error::Usage("enroll needs --device".into()))?;
+    Ok(Command::Enroll(crate::lifecycle::enroll::Options {
+        name,
+        device,
+        format: take(&mut w.format),
+        force: take(&mut w.force),
+        key_file: w.key_file.take(),
+        ciphertext_file: w.ciphertext_file.take(),
+        transit: crate::config::Transit {
+            mount: w
+                .transit_mount
+                .take()
+                .unwrap_or_else(|| crate::config::DEFAULT_TRANSIT_MOUNT.to_string()),
+            key: w.transit_key.take().unwrap_or_else(|| "luks".to_string()),
+            context: w.context.take(),
+        },
+        recovery: take(&mut w.recovery),
+    }))
+}
+
+fn parse_rotate(w: &mut Words) -> Result<Command> {
+    let name = one_name(w, "rotate takes one volume name")?;
+    Ok(Command::Rotate { name })
+}
+
+fn parse_net_check(w: &mut Words) -> Result<Command> {
+    no_names(w)?;
+    Ok(Command::NetCheck {
+        timeout: w.timeout.take(),
+        resolve: w.resolve.take(),
+        exec: w.exec.take(),
+    })
+}
+
+/// `help [COMMAND]`: an unknown COMMAND is a usage error that names the known ones.
+fn parse_help(w: &mut Words) -> Result<Command> {
+    let text = match w.names.as_slice() {
+        [] => HELP,
+        [command] => help::topic(command).ok_or_else(|| {
+            let known: Vec<&str> = help::TOPICS.iter().map(|t| t.0).collect();
+            Error::Usage(format!(
+                "help: unknown command `{command}`; the commands are {}",
+                known.join(", ")
+            ))
+        })?,
+        _ => return Err(Error::Usage("help takes one command".into())),
+    };
+    Ok(Command::Help(text))
+}
+
+/// A command flag that its command did not take is an error. Some are not checked and
+/// silently ignored elsewhere (enroll's, and --force), as they always were.
+fn reject_unused(w: &Words) -> Result<()> {
+    let unused = [
+        ("--json", w.json),
+        ("--check-vault", w.check_vault),
+        ("--files", w.files_only),
+        ("--timeout", w.timeout.is_some()),
+        ("--image", w.image),
+        ("--late", w.late),
+        ("--resolve", w.resolve.is_some()),
+        ("--exec", w.exec.is_some()),
+        ("--prompt", w.prompt != PromptArg::Default),
+    ];
+    match unused.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => Err(Error::Usage(format!(
+            "{flag} does not apply to this command"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn simple(command: Command) -> Cli {
@@ -390,10 +399,17 @@ fn default_config() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PATH))
 }
 
-fn no_names(c: Command, names: &[String]) -> Result<Command> {
-    match names.first() {
-        None => Ok(c),
+fn no_names(w: &Words) -> Result<()> {
+    match w.names.first() {
+        None => Ok(()),
         Some(n) => Err(Error::Usage(format!("unexpected argument `{n}`"))),
+    }
+}
+
+fn one_name(w: &mut Words, usage: &str) -> Result<String> {
+    match w.names.as_mut_slice() {
+        [n] => Ok(take(n)),
+        _ => Err(Error::Usage(usage.into())),
     }
 }
 
@@ -538,7 +554,85 @@ mod tests {
 
     #[test]
     fn help_and_version_win() {
-        assert_eq!(p(&["unlock", "--help"]).unwrap().command, Command::Help);
+        assert_eq!(p(&["unlock", "--bogus=x"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            p(&["unlock", "--help", "--bogus"]).unwrap().command,
+            Command::Help(help::topic("unlock").unwrap())
+        );
         assert_eq!(p(&["-V"]).unwrap().command, Command::Version);
+    }
+
+    fn help_of(args: &[&str]) -> &'static str {
+        match p(args).unwrap().command {
+            Command::Help(text) => text,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_per_command() {
+        let unlock = help_of(&["help", "unlock"]);
+        assert!(unlock.contains("--late") && unlock.contains("--prompt[=HOW]"));
+        assert!(!unlock.contains("--recovery"));
+        for args in [&["unlock", "--help"][..], &["-c", "x.json", "unlock", "-h"]] {
+            assert_eq!(help_of(args), unlock, "{args:?}");
+        }
+        assert!(help_of(&["enroll", "--help"]).contains("--recovery"));
+        // Before the command, or for a command without help: the overview.
+        for args in [
+            &["help"][..],
+            &["--help", "unlock"],
+            &["-h"],
+            &["help", "-h"],
+        ] {
+            assert_eq!(help_of(args), HELP, "{args:?}");
+        }
+        let e = p(&["help", "nosuch"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(msg.contains("unknown command `nosuch`"), "{msg}");
+        for (name, _) in help::TOPICS {
+            assert!(msg.contains(name), "{msg} lacks {name}");
+        }
+        assert!(p(&["help", "unlock", "close"]).is_err());
+    }
+
+    /// Each command's help names each flag its usage line has, and stands in the overview.
+    #[test]
+    fn each_help_explains_its_flags() {
+        for (name, text) in help::TOPICS {
+            let usage = text.split("\n\n").next().unwrap();
+            let usage_lines = usage.lines().skip(1).map(|l| l.to_string() + "\n");
+            assert!(usage_lines.clone().count() >= 1, "{name}");
+            for line in usage_lines {
+                assert!(HELP.contains(&line), "{name}: the overview lacks {line}");
+            }
+            let flags = usage
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|w| w.starts_with("--"));
+            for flag in flags {
+                let explained = format!("\n    {flag}");
+                assert!(text.contains(&explained), "{name}: {flag} is not explained");
+            }
+        }
+    }
+
+    /// The README's "Command line" section shows the options and every command's help
+    /// verbatim: the two cannot drift apart.
+    #[test]
+    fn readme_shows_the_help_texts() {
+        let readme = include_str!("../README.md");
+        let options = HELP.split("\nOPTIONS:\n").nth(1).unwrap();
+        let options = options.split("\n\n").next().unwrap();
+        assert!(
+            readme.contains(options),
+            "README lacks the OPTIONS:\n{options}"
+        );
+        for (name, text) in help::TOPICS {
+            assert!(
+                readme.contains(text),
+                "README lacks `{name}`'s help:\n{text}"
+            );
+        }
     }
 }

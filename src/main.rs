@@ -84,165 +84,218 @@ fn run(args: &[String]) -> Result<()> {
     let cli = cli::parse(args)?;
     log::set_target(cli.log);
     log::set_debug(cli.debug);
+    // Each command that needs the configuration reads it in its arm: help, version and the
+    // console prompt must work without one.
+    let warn = talks_to_vault(&cli.command);
+    let configured = || Setup::load(&cli.config, cli.use_cmdline, warn);
     match cli.command {
-        Command::Help => {
-            print!("{}", cli::HELP);
-            return Ok(());
-        }
-        Command::Version => {
-            println!("vault-luks {}", env!("CARGO_PKG_VERSION"));
-            return Ok(());
-        }
-        Command::AskConsole { message } => {
-            return prompt::ask_console(&message).map_err(|e| {
-                Error::failed(
-                    error::Step::Unlock,
-                    format!("cannot ask on the terminal: {e}"),
-                    "",
-                )
-            });
-        }
-        _ => {}
-    }
-
-    let mut config = Config::load(&cli.config, &|name| std::env::var(name).ok())?;
-    let cmdline = if cli.use_cmdline {
-        read_cmdline()
-    } else {
-        String::new()
-    };
-    let overrides = parse_cmdline(&cmdline);
-    config.apply_cmdline(&overrides)?;
-    config.network.kernel_cmdline = cmdline;
-    if overrides.debug {
-        log::set_debug(true);
-    }
-    // Warnings matter where Vault is contacted, and in `check`; not at every `close` at shutdown,
-    // nor in `check --files`, whose output scripts read.
-    let talks_to_vault = match &cli.command {
-        Command::Close { .. }
-        | Command::Check { files_only: true }
-        | Command::CheckImage { .. } => false,
-        Command::Status { check_vault, .. } => *check_vault,
-        _ => true,
-    };
-    if talks_to_vault {
-        for w in &config.warnings {
-            log::warn(format_args!("{w}"));
-        }
-    }
-
-    match cli.command {
+        Command::Help(text) => print_out(text),
+        Command::Version => print_out(concat!("vault-luks ", env!("CARGO_PKG_VERSION"), "\n")),
+        Command::AskConsole { message } => cmd_ask_console(&message),
         Command::Unlock {
             names,
             timeout,
             prompt,
             late,
-        } => {
-            if overrides.disabled {
-                log::info(format_args!("disabled by rd.vault-luks=0 on the kernel command line; nothing done (run with --no-cmdline to unlock anyway)"));
-                return Ok(());
-            }
-            if let Some(t) = timeout {
-                config.timeouts.unlock = t;
-            }
-            let fallback = fallback_for(prompt, &config, overrides.prompt_only)?;
-            // The real root's second chance: only what is still locked, when it should be tried.
-            let names = if late {
-                match unlock::late::still_locked(&config, &names)? {
-                    Some(locked) => locked,
-                    None => return Ok(()),
-                }
-            } else {
-                names
-            };
-            unlock::unlock(&config, &names, fallback.as_ref())
-        }
-        Command::Close { names, force } => close::close(&config, &names, force),
-        Command::Enroll(options) => lifecycle::enroll::enroll(
-            &config,
-            &cli.config,
-            &options,
-            &unlock::locate_cryptsetup()?,
-        ),
-        Command::Rewrap { names } => {
-            lifecycle::rewrap::rewrap(&config, &names, &unlock::locate_cryptsetup()?)
-        }
-        Command::Rotate { name } => {
-            lifecycle::rotate::rotate(&config, &name, &unlock::locate_cryptsetup()?)
-        }
-        Command::Keyscript { name } => {
-            if overrides.disabled {
-                return Err(error::Error::failed(
-                    error::Step::Unlock,
-                    "disabled by rd.vault-luks=0 on the kernel command line",
-                    "unlock with the passphrase instead",
-                ));
-            }
-            let name = name
-                .or_else(|| std::env::var("CRYPTTAB_NAME").ok())
-                .ok_or_else(|| {
-                    Error::Usage(
-                        "keyscript needs a volume name, or CRYPTTAB_NAME in the environment".into(),
-                    )
-                })?;
-            unlock::keyscript(&config, &name)
-        }
+        } => cmd_unlock(configured()?, names, timeout, prompt, late),
+        Command::Close { names, force } => close::close(&configured()?.config, &names, force),
+        Command::Enroll(options) => cmd_enroll(&configured()?.config, &cli.config, &options),
+        Command::Rewrap { names } => cmd_rewrap(&configured()?.config, &names),
+        Command::Rotate { name } => cmd_rotate(&configured()?.config, &name),
+        Command::Keyscript { name } => cmd_keyscript(configured()?, name),
         Command::Status { json, check_vault } => {
-            let cs = luks::Cryptsetup::locate();
-            let mut s = status::collect(&config, cs.as_ref());
-            let checked = match (&cs, check_vault) {
-                (Some(cs), true) => status::check_vault(&config, cs, &mut s),
-                (None, true) => {
-                    return Err(unlock::locate_cryptsetup()
-                        .err()
-                        .expect("cryptsetup is missing"))
-                }
-                (_, false) => true,
-            };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&s).map_err(|e| Error::Usage(e.to_string()))?
-                );
-            } else {
-                print!("{}", status::render_text(&s));
-            }
-            if checked {
-                Ok(())
-            } else {
-                Err(error::Error::failed(
-                    error::Step::Unlock,
-                    "a Vault check failed (see vault_check above)",
-                    "fix what it names before the next boot",
-                ))
-            }
+            cmd_status(&configured()?.config, json, check_vault)
         }
-        Command::Check { files_only: true } => {
-            for f in config.referenced_files() {
-                println!("{}", f.display());
-            }
-            Ok(())
+        Command::Check { files_only } => cmd_check(&configured()?.config, files_only),
+        Command::CheckImage { path } => {
+            image::check(&configured()?.config, &cli.config, path.as_deref())
         }
-        Command::Check { files_only: false } => {
-            print!("{}", check::render(&config));
-            Ok(())
-        }
-        Command::CheckImage { path } => image::check(&config, &cli.config, path.as_deref()),
         Command::NetCheck {
             timeout,
             resolve,
             exec,
-        } => net::check(
-            &config,
-            timeout.unwrap_or(config.timeouts.unlock),
-            resolve.as_deref(),
-            exec.as_deref(),
-        ),
-        Command::Help | Command::Version | Command::AskConsole { .. } => {
-            unreachable!("handled above")
-        }
+        } => cmd_net_check(&configured()?.config, timeout, resolve, exec),
     }
+}
+
+/// What the commands that act on volumes need: the configuration with the environment and
+/// the kernel command line applied, and what the command line said about this boot.
+struct Setup {
+    config: Config,
+    overrides: config::CmdlineOverrides,
+}
+
+impl Setup {
+    /// `warn`: print the configuration's warnings.
+    fn load(path: &std::path::Path, use_cmdline: bool, warn: bool) -> Result<Setup> {
+        let mut config = Config::load(path, &|name| std::env::var(name).ok())?;
+        let cmdline = if use_cmdline {
+            read_cmdline()
+        } else {
+            String::new()
+        };
+        let overrides = parse_cmdline(&cmdline);
+        config.apply_cmdline(&overrides)?;
+        config.network.kernel_cmdline = cmdline;
+        if overrides.debug {
+            log::set_debug(true);
+        }
+        if warn {
+            for w in &config.warnings {
+                log::warn(format_args!("{w}"));
+            }
+        }
+        Ok(Setup { config, overrides })
+    }
+}
+
+/// Warnings matter where Vault is contacted, and in `check`; not at every `close` at shutdown,
+/// nor in `check --files`, whose output scripts read.
+fn talks_to_vault(command: &Command) -> bool {
+    match command {
+        Command::Close { .. }
+        | Command::Check { files_only: true }
+        | Command::CheckImage { .. } => false,
+        Command::Status { check_vault, .. } => *check_vault,
+        _ => true,
+    }
+}
+
+fn print_out(text: &str) -> Result<()> {
+    print!("{text}");
+    Ok(())
+}
+
+fn cmd_ask_console(message: &str) -> Result<()> {
+    prompt::ask_console(message).map_err(|e| {
+        Error::failed(
+            error::Step::Unlock,
+            format!("cannot ask on the terminal: {e}"),
+            "",
+        )
+    })
+}
+
+fn cmd_unlock(
+    setup: Setup,
+    names: Vec<String>,
+    timeout: Option<std::time::Duration>,
+    prompt: cli::PromptArg,
+    late: bool,
+) -> Result<()> {
+    let Setup {
+        mut config,
+        overrides,
+    } = setup;
+    if overrides.disabled {
+        log::info(format_args!("disabled by rd.vault-luks=0 on the kernel command line; nothing done (run with --no-cmdline to unlock anyway)"));
+        return Ok(());
+    }
+    if let Some(t) = timeout {
+        config.timeouts.unlock = t;
+    }
+    let fallback = fallback_for(prompt, &config, overrides.prompt_only)?;
+    // The real root's second chance: only what is still locked, when it should be tried.
+    let names = if late {
+        match unlock::late::still_locked(&config, &names)? {
+            Some(locked) => locked,
+            None => return Ok(()),
+        }
+    } else {
+        names
+    };
+    unlock::unlock(&config, &names, fallback.as_ref())
+}
+
+fn cmd_enroll(
+    config: &Config,
+    config_path: &std::path::Path,
+    options: &lifecycle::enroll::Options,
+) -> Result<()> {
+    lifecycle::enroll::enroll(config, config_path, options, &unlock::locate_cryptsetup()?)
+}
+
+fn cmd_rewrap(config: &Config, names: &[String]) -> Result<()> {
+    lifecycle::rewrap::rewrap(config, names, &unlock::locate_cryptsetup()?)
+}
+
+fn cmd_rotate(config: &Config, name: &str) -> Result<()> {
+    lifecycle::rotate::rotate(config, name, &unlock::locate_cryptsetup()?)
+}
+
+fn cmd_keyscript(setup: Setup, name: Option<String>) -> Result<()> {
+    let Setup { config, overrides } = setup;
+    if overrides.disabled {
+        return Err(error::Error::failed(
+            error::Step::Unlock,
+            "disabled by rd.vault-luks=0 on the kernel command line",
+            "unlock with the passphrase instead",
+        ));
+    }
+    let name = name
+        .or_else(|| std::env::var("CRYPTTAB_NAME").ok())
+        .ok_or_else(|| {
+            Error::Usage(
+                "keyscript needs a volume name, or CRYPTTAB_NAME in the environment".into(),
+            )
+        })?;
+    unlock::keyscript(&config, &name)
+}
+
+fn cmd_status(config: &Config, json: bool, check_vault: bool) -> Result<()> {
+    let cs = luks::Cryptsetup::locate();
+    let mut s = status::collect(config, cs.as_ref());
+    let checked = match (&cs, check_vault) {
+        (Some(cs), true) => status::check_vault(config, cs, &mut s),
+        (None, true) => {
+            return Err(unlock::locate_cryptsetup()
+                .err()
+                .expect("cryptsetup is missing"))
+        }
+        (_, false) => true,
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).map_err(|e| Error::Usage(e.to_string()))?
+        );
+    } else {
+        print!("{}", status::render_text(&s));
+    }
+    if checked {
+        Ok(())
+    } else {
+        Err(error::Error::failed(
+            error::Step::Unlock,
+            "a Vault check failed (see vault_check above)",
+            "fix what it names before the next boot",
+        ))
+    }
+}
+
+fn cmd_check(config: &Config, files_only: bool) -> Result<()> {
+    if files_only {
+        for f in config.referenced_files() {
+            println!("{}", f.display());
+        }
+    } else {
+        print!("{}", check::render(config));
+    }
+    Ok(())
+}
+
+fn cmd_net_check(
+    config: &Config,
+    timeout: Option<std::time::Duration>,
+    resolve: Option<String>,
+    exec: Option<String>,
+) -> Result<()> {
+    net::check(
+        config,
+        timeout.unwrap_or(config.timeouts.unlock),
+        resolve.as_deref(),
+        exec.as_deref(),
+    )
 }
 
 fn read_cmdline() -> String {

@@ -45,6 +45,38 @@ fn help_and_version() {
         .assert_stderr("unknown command `frobnicate`");
 }
 
+#[test]
+fn help_per_command() {
+    let general = plain(&["help"]);
+    general.assert_code(0);
+    assert_eq!(general.stdout, plain(&["--help"]).stdout);
+    assert!(general.stdout.contains("EXIT CODES") && general.stdout.contains("help COMMAND"));
+
+    let unlock = plain(&["help", "unlock"]);
+    unlock.assert_code(0);
+    assert!(unlock.stdout.contains("--late") && unlock.stdout.contains("--prompt"));
+    assert!(!unlock.stdout.contains("--recovery"), "{}", unlock.stdout);
+    assert_ne!(unlock.stdout, general.stdout);
+    for args in [&["unlock", "--help"][..], &["unlock", "-h"]] {
+        let run = plain(args);
+        run.assert_code(0);
+        assert_eq!(run.stdout, unlock.stdout, "{args:?}");
+    }
+
+    let enroll = plain(&["enroll", "--help"]);
+    enroll.assert_code(0);
+    assert!(enroll.stdout.contains("--recovery"), "{}", enroll.stdout);
+
+    let nosuch = plain(&["help", "nosuch"]);
+    nosuch
+        .assert_code(2)
+        .assert_stderr("unknown command `nosuch`");
+    for known in ["unlock", "close", "status", "check", "enroll", "net-check"] {
+        nosuch.assert_stderr(known);
+    }
+    assert!(nosuch.stdout.is_empty());
+}
+
 fn sample(sb: &Sandbox) -> (Volume, Value) {
     let vol = Volume {
         image: sb.write("luks.img", ""),
