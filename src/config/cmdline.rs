@@ -24,6 +24,9 @@ pub struct CmdlineOverrides {
     pub warnings: Vec<String>,
 }
 
+/// The `rd.vault-luks*` words of `cmdline`; anything malformed or unknown becomes a warning.
+/// Kept as one flat table, an arm per option: each arm holds what its option accepts and the
+/// warning for what it does not, side by side, which helpers per option would pull apart.
 pub fn parse_cmdline(cmdline: &str) -> CmdlineOverrides {
     let mut o = CmdlineOverrides::default();
     for word in split_words(cmdline) {

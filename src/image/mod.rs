@@ -212,35 +212,29 @@ impl Image {
         (files, builtin)
     }
 
+    /// Every piece the unlock needs at boot, in the order of the printed lines: what the
+    /// integration adds, the configuration and its files, the tools, the kernel modules.
     fn check_pieces(&self, config: &Config, config_path: &Path, r: &mut Report) {
         let framework = self.framework();
         let rebuild = match framework {
             Framework::Dracut => "dracut --force",
             _ => "update-initramfs -u",
         };
-        let left_out = match framework {
-            Framework::InitramfsTools => "the hook /etc/initramfs-tools/hooks/vault-luks did not add it: is vault-luks installed (scripts/install.sh)? `update-initramfs -u` shows the hook's errors",
-            Framework::Dracut => "dracut left out the vault-luks module: `dracut --force` names the reason in its lines about vault-luks (vault_luks_network=\"dracut\" needs the network module: apt install dracut-network)",
-            Framework::Unknown => "vault-luks integrates with initramfs-tools and dracut only",
-        };
+        let mut left_out = LeftOut::new(framework);
+        self.check_integration(framework, r, &mut left_out);
+        self.check_configuration(config, config_path, rebuild, r, &mut left_out);
+        self.check_tools(rebuild, r);
+        self.check_modules(rebuild, r);
+    }
 
-        // The three pieces the integration adds together are missing together: why, once.
-        let mut left_out_said = false;
-        let mut left_out = |r: &mut Report, what: &str| {
-            let why = if left_out_said {
-                "left out with vault-luks (above)"
-            } else {
-                left_out
-            };
-            left_out_said = true;
-            r.missing(what, why);
-        };
+    /// The binary and what runs it at boot (the framework's hook or unit).
+    fn check_integration(&self, framework: Framework, r: &mut Report, left_out: &mut LeftOut) {
         match ["usr/sbin/vault-luks", "sbin/vault-luks"]
             .iter()
             .find_map(|p| self.file(p))
         {
             Some((p, _)) => r.ok("vault-luks", p),
-            None => left_out(r, "vault-luks"),
+            None => left_out.missing(r, "vault-luks"),
         }
         let runners: &[&str] = match framework {
             Framework::InitramfsTools => &["scripts/local-top/vault-luks"],
@@ -252,12 +246,23 @@ impl Image {
         };
         match runners.iter().find_map(|p| self.file(p)) {
             Some((p, _)) => r.ok("what runs it", p),
-            None => left_out(r, "what runs it at boot"),
+            None => left_out.missing(r, "what runs it at boot"),
         }
+    }
 
+    /// The configuration (mode 600, byte for byte the system's) and each file it names: a
+    /// difference means the image is stale.
+    fn check_configuration(
+        &self,
+        config: &Config,
+        config_path: &Path,
+        rebuild: &str,
+        r: &mut Report,
+        left_out: &mut LeftOut,
+    ) {
         let stale = format!("the image is older than the file: rebuild it ({rebuild})");
         match self.file(IMAGE_CONFIG) {
-            None => left_out(r, "configuration"),
+            None => left_out.missing(r, "configuration"),
             Some((_, e)) if e.mode & 0o077 != 0 => r.missing(
                 "configuration",
                 format!("{IMAGE_CONFIG} is mode {:o}, readable by others: the integration makes it 600; rebuild the image ({rebuild})", e.mode),
@@ -283,7 +288,10 @@ impl Image {
                 },
             }
         }
+    }
 
+    /// cryptsetup, and libgcc_s.so.1, which glibc loads with dlopen (ldd-based copies miss it).
+    fn check_tools(&self, rebuild: &str, r: &mut Report) {
         match self.find_named("cryptsetup") {
             Some(p) => r.ok("cryptsetup", p),
             None => r.missing(
@@ -295,7 +303,10 @@ impl Image {
             Some(p) => r.ok("libgcc_s.so.1", p),
             None => r.missing("libgcc_s.so.1", format!("glibc loads it when a thread of cryptsetup's exits, and cryptsetup aborts without it; vault-luks's integration copies it (apt install libgcc-s1): rebuild the image ({rebuild})")),
         }
+    }
 
+    /// The device-mapper and cipher modules every unlock loads, then a driver for the NIC.
+    fn check_modules(&self, rebuild: &str, r: &mut Report) {
         let (files, builtin) = self.modules();
         let kernel = self.kernel_version().unwrap_or("?");
         let has = |m: &str| files.iter().chain(&builtin).any(|f| f == m);
@@ -306,21 +317,57 @@ impl Image {
                 r.missing(&format!("kernel module {m}"), format!("the integration adds it; is it in the kernel's modules (modinfo -k {kernel} {m})? Then rebuild the image ({rebuild})"));
             }
         }
-        let nics = nic_drivers();
-        if nics.is_empty() {
-            // No NIC with a driver here (a container, a chroot): any network driver.
-            match files.iter().find(|m| NETWORK_DRIVERS.contains(&m.as_str())) {
-                Some(m) => r.ok("a network driver", m),
-                None => r.missing("a network driver", format!("vault-luks reaches Vault over the network, and the image has no NIC driver: rebuild it ({rebuild}; initramfs-tools: MODULES=most)")),
-            }
+        check_nic_drivers(&files, &has, rebuild, r);
+    }
+}
+
+/// This machine's NIC drivers in the image (`has` says whether a module is, as a file or
+/// built in); where /sys shows no NIC, any common network driver among `files`.
+fn check_nic_drivers(files: &[String], has: &dyn Fn(&str) -> bool, rebuild: &str, r: &mut Report) {
+    let nics = nic_drivers();
+    if nics.is_empty() {
+        // No NIC with a driver here (a container, a chroot): any network driver.
+        match files.iter().find(|m| NETWORK_DRIVERS.contains(&m.as_str())) {
+            Some(m) => r.ok("a network driver", m),
+            None => r.missing("a network driver", format!("vault-luks reaches Vault over the network, and the image has no NIC driver: rebuild it ({rebuild}; initramfs-tools: MODULES=most)")),
         }
-        for nic in nics {
-            match nic {
-                Nic::Module(m) if !has(&m) => r.missing(&format!("this machine's NIC driver {m}"), format!("vault-luks reaches Vault through this NIC: rebuild the image ({rebuild}; initramfs-tools: MODULES=most, or add {m} to /etc/initramfs-tools/modules; dracut: add_drivers+=\" {m} \")")),
-                Nic::Module(m) => r.ok("this machine's NIC driver", m),
-                Nic::BuiltIn(d) => r.ok("this machine's NIC driver", format!("{d} (built into the running kernel)")),
-            }
+    }
+    for nic in nics {
+        match nic {
+            Nic::Module(m) if !has(&m) => r.missing(&format!("this machine's NIC driver {m}"), format!("vault-luks reaches Vault through this NIC: rebuild the image ({rebuild}; initramfs-tools: MODULES=most, or add {m} to /etc/initramfs-tools/modules; dracut: add_drivers+=\" {m} \")")),
+            Nic::Module(m) => r.ok("this machine's NIC driver", m),
+            Nic::BuiltIn(d) => r.ok("this machine's NIC driver", format!("{d} (built into the running kernel)")),
         }
+    }
+}
+
+/// The three pieces the integration adds together (the binary, what runs it, the
+/// configuration) are missing together: the reason, for this framework, is said once.
+struct LeftOut {
+    why: &'static str,
+    said: bool,
+}
+
+impl LeftOut {
+    /// Why the integration's pieces would be missing from an image of `framework`.
+    fn new(framework: Framework) -> LeftOut {
+        let why = match framework {
+            Framework::InitramfsTools => "the hook /etc/initramfs-tools/hooks/vault-luks did not add it: is vault-luks installed (scripts/install.sh)? `update-initramfs -u` shows the hook's errors",
+            Framework::Dracut => "dracut left out the vault-luks module: `dracut --force` names the reason in its lines about vault-luks (vault_luks_network=\"dracut\" needs the network module: apt install dracut-network)",
+            Framework::Unknown => "vault-luks integrates with initramfs-tools and dracut only",
+        };
+        LeftOut { why, said: false }
+    }
+
+    /// Reports `what` missing: with the reason the first time, pointing to it after.
+    fn missing(&mut self, r: &mut Report, what: &str) {
+        let why = if self.said {
+            "left out with vault-luks (above)"
+        } else {
+            self.why
+        };
+        self.said = true;
+        r.missing(what, why);
     }
 }
 

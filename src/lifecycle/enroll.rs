@@ -13,7 +13,7 @@ use crate::luks::header::{write_binding, Binding, Header};
 use crate::luks::{Cryptsetup, OpenError};
 use crate::retry::Deadline;
 use crate::secret::Secret;
-use crate::vault::{auth, transit};
+use crate::vault::{auth, transit, Vault};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,42 @@ pub struct Options {
 }
 
 pub fn enroll(config: &Config, config_path: &Path, o: &Options, cs: &Cryptsetup) -> Result<()> {
-    let fail = |detail: String, hint: &str| Error::failed(Step::Enroll, detail, hint);
+    refuse_a_name_taken_or_no_device(config, o)?;
+    let ciphertext_file = ciphertext_file(o)?;
+    refuse_a_device_not_fit(o, cs)?;
+    let deadline = Deadline::after(config.timeouts.unlock);
+    let (vault, token) = crate::unlock::connect(config, &deadline)?;
+    let key = new_key()?;
+    let result = Enrollment {
+        config,
+        config_path,
+        o,
+        cs,
+        vault: &vault,
+        token: &token.secret,
+        key: &key,
+        ciphertext_file: &ciphertext_file,
+        deadline: &deadline,
+    }
+    .wrap_and_store();
+    auth::finish(&vault, token, &deadline);
+    result?;
+    if o.recovery {
+        add_recovery_passphrase(o, cs, &key)?;
+    } else if o.format {
+        warn_vault_is_the_only_key(o, &ciphertext_file);
+    }
+    crate::log::info(format_args!("{}: enrolled; `vault-luks unlock {}` opens it, and so will the boot once the initramfs is rebuilt", o.name, o.name));
+    Ok(())
+}
+
+/// An enroll error (the volume is not in the config yet, so it names no volume).
+fn fail(detail: String, hint: &str) -> Error {
+    Error::failed(Step::Enroll, detail, hint)
+}
+
+/// Refuses a name the config already has, and a device that does not exist.
+fn refuse_a_name_taken_or_no_device(config: &Config, o: &Options) -> Result<()> {
     if config.volumes.iter().any(|v| v.name == o.name) {
         return Err(fail(
             format!("`{}` is already in {}", o.name, config.origin),
@@ -47,6 +82,12 @@ pub fn enroll(config: &Config, config_path: &Path, o: &Options, cs: &Cryptsetup)
             "check --device",
         ));
     }
+    Ok(())
+}
+
+/// Where the ciphertext goes (--ciphertext-file, else /etc/vault-luks/NAME.passphrase); an
+/// existing file is replaced only with --force.
+fn ciphertext_file(o: &Options) -> Result<PathBuf> {
     let ciphertext_file = o
         .ciphertext_file
         .clone()
@@ -57,6 +98,12 @@ pub fn enroll(config: &Config, config_path: &Path, o: &Options, cs: &Cryptsetup)
             "choose another --ciphertext-file, or --force to replace it",
         ));
     }
+    Ok(ciphertext_file)
+}
+
+/// With --format, refuses a device holding a LUKS header or a file system (unless --force);
+/// without it, refuses a device that is not LUKS.
+fn refuse_a_device_not_fit(o: &Options, cs: &Cryptsetup) -> Result<()> {
     let is_luks = cs
         .exec(
             &["isLuks".as_ref(), o.device.as_os_str()],
@@ -90,97 +137,118 @@ pub fn enroll(config: &Config, config_path: &Path, o: &Options, cs: &Cryptsetup)
             "add --format to create one",
         ));
     }
-
-    let deadline = Deadline::after(config.timeouts.unlock);
-    let (vault, token) = crate::unlock::connect(config, &deadline)?;
-    let key = new_key()?;
-    let result = wrap_and_store(
-        config,
-        config_path,
-        o,
-        cs,
-        &vault,
-        &token.secret,
-        &key,
-        &ciphertext_file,
-        &deadline,
-    );
-    auth::finish(&vault, token, &deadline);
-    result?;
-
-    if o.recovery {
-        let recovery = recovery_passphrase()?;
-        let args = [
-            "luksAddKey".as_ref(),
-            "--pbkdf".as_ref(),
-            "argon2id".as_ref(),
-            "--key-file=-".as_ref(),
-            o.device.as_os_str(),
-            "/dev/fd/3".as_ref(),
-        ];
-        cs.exec(&args, Input::Key(&key), Some(&recovery), LUKS_TIMEOUT)
-            .map_err(|e| luks_error(&o.device, "luksAddKey (recovery)", e))?;
-        println!(
-            "Recovery passphrase for {} (shown once; store it offline):",
-            o.name
-        );
-        println!("{}", String::from_utf8_lossy(recovery.expose()));
-    } else if o.format {
-        crate::log::warn(format_args!(
-            "{}: Vault's key is the only keyslot: without Vault this volume cannot be opened. Add a recovery passphrase with `cryptsetup luksAddKey {}` (it asks for a passphrase: get the current key with `vault write -field=plaintext {}/decrypt/{} ciphertext=@{}`), or enroll again with --recovery next time",
-            o.name,
-            o.device.display(),
-            o.transit.mount,
-            o.transit.key,
-            ciphertext_file.display()
-        ));
-    }
-    crate::log::info(format_args!("{}: enrolled; `vault-luks unlock {}` opens it, and so will the boot once the initramfs is rebuilt", o.name, o.name));
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn wrap_and_store(
-    config: &Config,
-    config_path: &Path,
-    o: &Options,
-    cs: &Cryptsetup,
-    vault: &crate::vault::Vault,
-    token: &Secret,
-    key: &Secret,
-    ciphertext_file: &Path,
-    deadline: &Deadline,
-) -> Result<()> {
-    let ciphertext = transit::encrypt(vault, token, &o.transit, key, deadline)?;
-    // Prove the round trip before anything depends on it (a wrong context would not).
-    let back = transit::decrypt(
-        vault,
-        token,
-        &o.transit,
-        &[transit::Ciphertext {
-            text: &ciphertext,
-            context: o.transit.context.as_deref(),
-        }],
-        deadline,
-    )?;
-    if !matches!(back.first(), Some(Ok(k)) if k.expose() == key.expose()) {
-        return Err(Error::failed(
-            Step::Enroll,
-            "the new ciphertext does not decrypt back to the key",
-            "check the transit key and context",
-        ));
-    }
-    crate::files::write_atomically(ciphertext_file, format!("{ciphertext}\n").as_bytes(), 0o600)
-        .map_err(|e| {
-            Error::failed(
-                Step::Enroll,
-                format!("cannot write {}: {e}", ciphertext_file.display()),
-                "",
-            )
-        })?;
-    step_done("ciphertext-stored");
+/// Adds a recovery passphrase (argon2id: a person types it) authorised by Vault's key, and
+/// prints it, once.
+fn add_recovery_passphrase(o: &Options, cs: &Cryptsetup, key: &Secret) -> Result<()> {
+    let recovery = recovery_passphrase()?;
+    let args = [
+        "luksAddKey".as_ref(),
+        "--pbkdf".as_ref(),
+        "argon2id".as_ref(),
+        "--key-file=-".as_ref(),
+        o.device.as_os_str(),
+        "/dev/fd/3".as_ref(),
+    ];
+    cs.exec(&args, Input::Key(key), Some(&recovery), LUKS_TIMEOUT)
+        .map_err(|e| luks_error(&o.device, "luksAddKey (recovery)", e))?;
+    println!(
+        "Recovery passphrase for {} (shown once; store it offline):",
+        o.name
+    );
+    println!("{}", String::from_utf8_lossy(recovery.expose()));
+    Ok(())
+}
 
-    let keyslot = if o.format {
+/// A volume formatted without --recovery opens only through Vault: says so, and how to add
+/// a passphrase.
+fn warn_vault_is_the_only_key(o: &Options, ciphertext_file: &Path) {
+    crate::log::warn(format_args!(
+        "{}: Vault's key is the only keyslot: without Vault this volume cannot be opened. Add a recovery passphrase with `cryptsetup luksAddKey {}` (it asks for a passphrase: get the current key with `vault write -field=plaintext {}/decrypt/{} ciphertext=@{}`), or enroll again with --recovery next time",
+        o.name,
+        o.device.display(),
+        o.transit.mount,
+        o.transit.key,
+        ciphertext_file.display()
+    ));
+}
+
+/// What every step of storing the new key works with, once Vault is connected.
+struct Enrollment<'a> {
+    config: &'a Config,
+    config_path: &'a Path,
+    o: &'a Options,
+    cs: &'a Cryptsetup,
+    vault: &'a Vault,
+    token: &'a Secret,
+    key: &'a Secret,
+    ciphertext_file: &'a Path,
+    deadline: &'a Deadline,
+}
+
+impl Enrollment<'_> {
+    /// The module header's order: the ciphertext is stored (and proven) before the key gets
+    /// a keyslot, the keyslot proven before the config names the volume.
+    fn wrap_and_store(&self) -> Result<()> {
+        let ciphertext = self.wrap_proven()?;
+        self.store_ciphertext(&ciphertext)?;
+        let keyslot = if self.o.format {
+            self.format_volume()?
+        } else {
+            self.add_keyslot()?
+        };
+        step_done("keyslot-added");
+        self.store_token(keyslot, &ciphertext)?;
+        self.prove_keyslot(keyslot)?;
+        add_to_config(self.config_path, self.o, self.ciphertext_file)?;
+        step_done("config-updated");
+        crate::log::info(format_args!(
+            "{}: keyslot {keyslot} opens with Vault's key; ciphertext in {}",
+            self.o.name,
+            self.ciphertext_file.display()
+        ));
+        Ok(())
+    }
+
+    /// The key's ciphertext, proven to decrypt back to it before anything depends on it (a
+    /// wrong context would not).
+    fn wrap_proven(&self) -> Result<String> {
+        let (vault, token, transit, deadline) =
+            (self.vault, self.token, &self.o.transit, self.deadline);
+        let ciphertext = transit::encrypt(vault, token, transit, self.key, deadline)?;
+        let back = transit::decrypt(
+            vault,
+            token,
+            transit,
+            &[transit::Ciphertext {
+                text: &ciphertext,
+                context: transit.context.as_deref(),
+            }],
+            deadline,
+        )?;
+        if !matches!(back.first(), Some(Ok(k)) if k.expose() == self.key.expose()) {
+            return Err(fail(
+                "the new ciphertext does not decrypt back to the key".into(),
+                "check the transit key and context",
+            ));
+        }
+        Ok(ciphertext)
+    }
+
+    /// Writes the ciphertext file, atomically.
+    fn store_ciphertext(&self, ciphertext: &str) -> Result<()> {
+        let file = self.ciphertext_file;
+        crate::files::write_atomically(file, format!("{ciphertext}\n").as_bytes(), 0o600)
+            .map_err(|e| fail(format!("cannot write {}: {e}", file.display()), ""))?;
+        step_done("ciphertext-stored");
+        Ok(())
+    }
+
+    /// --format: a new LUKS2 volume whose keyslot 0 is the key's.
+    fn format_volume(&self) -> Result<u32> {
+        let device = &self.o.device;
         let mut args: Vec<&std::ffi::OsStr> = vec![
             "luksFormat".as_ref(),
             "--batch-mode".as_ref(),
@@ -190,74 +258,78 @@ fn wrap_and_store(
             "0".as_ref(),
         ];
         args.extend(FAST_PBKDF.iter().map(std::ffi::OsStr::new));
-        args.extend(["--key-file=-".as_ref(), o.device.as_os_str()]);
-        cs.exec(&args, Input::Key(key), None, LUKS_TIMEOUT)
-            .map_err(|e| luks_error(&o.device, "luksFormat", e))?;
-        0
-    } else {
+        args.extend(["--key-file=-".as_ref(), device.as_os_str()]);
+        self.cs
+            .exec(&args, Input::Key(self.key), None, LUKS_TIMEOUT)
+            .map_err(|e| luks_error(device, "luksFormat", e))?;
+        Ok(0)
+    }
+
+    /// An existing volume: the key gets a free keyslot, authorised by an existing passphrase
+    /// (--key-file, else cryptsetup asks on the terminal).
+    fn add_keyslot(&self) -> Result<u32> {
+        let device = &self.o.device;
         let header =
-            Header::read(cs, &o.device).map_err(|m| Error::failed(Step::Cryptsetup, m, ""))?;
+            Header::read(self.cs, device).map_err(|m| Error::failed(Step::Cryptsetup, m, ""))?;
         let slot = header.free_keyslot().ok_or_else(|| {
-            Error::failed(
-                Step::Enroll,
-                format!("{} has no free keyslot", o.device.display()),
+            fail(
+                format!("{} has no free keyslot", device.display()),
                 "remove one with cryptsetup luksKillSlot",
             )
         })?;
         let slot_arg = format!("--key-slot={slot}");
         let mut args: Vec<std::ffi::OsString> = vec!["luksAddKey".into(), slot_arg.into()];
         args.extend(FAST_PBKDF.iter().map(std::ffi::OsString::from));
-        let input = match &o.key_file {
+        let input = match &self.o.key_file {
             Some(f) => {
                 args.push(format!("--key-file={}", f.display()).into());
                 Input::Nothing
             }
             None => Input::Terminal,
         };
-        args.extend([o.device.as_os_str().into(), "/dev/fd/3".into()]);
-        cs.exec(&args, input, Some(key), LUKS_TIMEOUT)
+        args.extend([device.as_os_str().into(), "/dev/fd/3".into()]);
+        self.cs
+            .exec(&args, input, Some(self.key), LUKS_TIMEOUT)
             .map_err(|e| match e {
-                OpenError::KeyRejected => Error::failed(
-                    Step::Enroll,
-                    format!(
-                        "the existing passphrase does not open {}",
-                        o.device.display()
-                    ),
+                OpenError::KeyRejected => fail(
+                    format!("the existing passphrase does not open {}", device.display()),
                     "give a passphrase of one of its keyslots (prompt or --key-file)",
                 ),
-                other => luks_error(&o.device, "luksAddKey", other),
+                other => luks_error(device, "luksAddKey", other),
             })?;
-        slot
-    };
-    step_done("keyslot-added");
+        Ok(slot)
+    }
 
-    let version = Header::read(cs, &o.device).map(|h| h.version).unwrap_or(1);
-    if version == 2 {
-        let binding = Binding::new(config, &o.transit, keyslot, ciphertext.clone());
-        write_binding(cs, &o.device, None, &binding).map_err(|m| {
-            Error::failed(
-                Step::Enroll,
-                format!("cannot store the LUKS2 token: {m}"),
-                "",
-            )
-        })?;
+    /// LUKS2 only: a token naming the keyslot and holding the ciphertext.
+    fn store_token(&self, keyslot: u32, ciphertext: &str) -> Result<()> {
+        let version = Header::read(self.cs, &self.o.device)
+            .map(|h| h.version)
+            .unwrap_or(1);
+        if version != 2 {
+            return Ok(());
+        }
+        let binding = Binding::new(
+            self.config,
+            &self.o.transit,
+            keyslot,
+            ciphertext.to_string(),
+        );
+        write_binding(self.cs, &self.o.device, None, &binding)
+            .map_err(|m| fail(format!("cannot store the LUKS2 token: {m}"), ""))?;
         step_done("token-stored");
+        Ok(())
     }
-    if !key_opens(cs, &o.device, Some(keyslot), key)? {
-        return Err(Error::failed(
-            Step::Enroll,
-            format!("keyslot {keyslot} does not open with the new key"),
-            "report this: nothing was added to the config",
-        ));
+
+    /// Proves the key opens its keyslot before the config names the volume.
+    fn prove_keyslot(&self, keyslot: u32) -> Result<()> {
+        if !key_opens(self.cs, &self.o.device, Some(keyslot), self.key)? {
+            return Err(fail(
+                format!("keyslot {keyslot} does not open with the new key"),
+                "report this: nothing was added to the config",
+            ));
+        }
+        Ok(())
     }
-    add_to_config(config_path, o, ciphertext_file)?;
-    step_done("config-updated");
-    crate::log::info(format_args!(
-        "{}: keyslot {keyslot} opens with Vault's key; ciphertext in {}",
-        o.name,
-        ciphertext_file.display()
-    ));
-    Ok(())
 }
 
 /// Appends the volume to the config file, keeping everything else in it as it was.

@@ -9,7 +9,7 @@
 //! A crash leaves at most a stale FILE.new or an extra keyslot, never a locked volume.
 
 use super::{key_opens, luks_error, new_key, step_done, FAST_PBKDF, LUKS_TIMEOUT};
-use crate::config::Config;
+use crate::config::{Config, Volume};
 use crate::error::{Error, Result, Step};
 use crate::luks::cryptsetup::Input;
 use crate::luks::header::{write_binding, Binding, Header};
@@ -17,138 +17,227 @@ use crate::luks::Cryptsetup;
 use crate::retry::Deadline;
 use crate::secret::Secret;
 use crate::unlock::{read_ciphertext, select};
-use crate::vault::{auth, transit};
-use std::path::PathBuf;
+use crate::vault::{auth, transit, Vault};
+use std::path::{Path, PathBuf};
 
 pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
     let v = select(config, &[name.to_string()])?[0];
-    let fail =
-        |detail: String, hint: &str| Error::failed(Step::Rotate, detail, hint).for_volume(name);
-    let header = Header::read(cs, &v.device)
-        .map_err(|m| fail(m, "is the device there and a LUKS volume?"))?;
+    let header = Header::read(cs, &v.device).map_err(|m| {
+        Error::failed(Step::Rotate, m, "is the device there and a LUKS volume?").for_volume(name)
+    })?;
     let old_ciphertext = read_ciphertext(Some(cs), v)?;
     let deadline = Deadline::after(config.timeouts.unlock);
     let (vault, token) = crate::unlock::connect(config, &deadline)?;
-    let result = (|| {
-        let old_key = decrypt_one(&vault, &token.secret, v, &old_ciphertext, &deadline)?;
-        let old_slot = find_slot(cs, v, &header, &old_key)?.ok_or_else(|| {
-            fail(
-                format!("the current key does not open {}", v.device.display()),
+    let rotation = Rotation {
+        config,
+        name,
+        cs,
+        v,
+        header: &header,
+        vault: &vault,
+        token: &token.secret,
+        deadline: &deadline,
+    };
+    let result = rotation.run(&old_ciphertext);
+    auth::finish(&vault, token, &deadline);
+    result
+}
+
+/// What every step of one rotation works with.
+struct Rotation<'a> {
+    config: &'a Config,
+    name: &'a str,
+    cs: &'a Cryptsetup,
+    v: &'a Volume,
+    header: &'a Header,
+    vault: &'a Vault,
+    token: &'a Secret,
+    deadline: &'a Deadline,
+}
+
+impl Rotation<'_> {
+    /// The steps of the module's header, in that order: each is done before the next begins.
+    fn run(&self, old_ciphertext: &str) -> Result<()> {
+        let old_key = decrypt_one(
+            self.vault,
+            self.token,
+            self.v,
+            old_ciphertext,
+            self.deadline,
+        )?;
+        let old_slot = self.slot_of_current_key(&old_key)?;
+        let new_slot = self.free_slot()?;
+        let new_key = new_key()?;
+        let new_ciphertext = self.wrap_proven(&new_key)?;
+        let staged = self.stage(&new_ciphertext)?;
+        self.add_keyslot(new_slot, &old_key, &new_key)?;
+        self.switch_file(staged.as_deref())?;
+        self.update_token(new_slot, &new_ciphertext)?;
+        self.remove_old_keyslot(old_slot, &new_key)?;
+        self.report(old_slot, new_slot);
+        Ok(())
+    }
+
+    /// A rotation error, named for the volume.
+    fn fail(&self, detail: String, hint: &str) -> Error {
+        Error::failed(Step::Rotate, detail, hint).for_volume(self.name)
+    }
+
+    /// The keyslot the current key opens; none means the ciphertext is already stale.
+    fn slot_of_current_key(&self, old_key: &Secret) -> Result<u32> {
+        find_slot(self.cs, self.v, self.header, old_key)?.ok_or_else(|| {
+            self.fail(
+                format!("the current key does not open {}", self.v.device.display()),
                 "unlock with the backup passphrase and enroll again",
             )
-        })?;
-        let new_slot = header.free_keyslot().ok_or_else(|| {
-            fail(
-                format!("{} has no free keyslot", v.device.display()),
+        })
+    }
+
+    /// A free keyslot for the new key (both keys hold a slot until the old one is removed).
+    fn free_slot(&self) -> Result<u32> {
+        self.header.free_keyslot().ok_or_else(|| {
+            self.fail(
+                format!("{} has no free keyslot", self.v.device.display()),
                 "remove an unused one with cryptsetup luksKillSlot",
             )
-        })?;
+        })
+    }
 
-        let new_key = new_key()?;
-        let new_ciphertext =
-            transit::encrypt(&vault, &token.secret, &v.transit, &new_key, &deadline)?;
-        if decrypt_one(&vault, &token.secret, v, &new_ciphertext, &deadline)?.expose()
-            != new_key.expose()
-        {
-            return Err(fail(
+    /// The new key's ciphertext, proven to decrypt back to it before anything depends on it.
+    fn wrap_proven(&self, new_key: &Secret) -> Result<String> {
+        let (vault, token, v, deadline) = (self.vault, self.token, self.v, self.deadline);
+        let new_ciphertext = transit::encrypt(vault, token, &v.transit, new_key, deadline)?;
+        if decrypt_one(vault, token, v, &new_ciphertext, deadline)?.expose() != new_key.expose() {
+            return Err(self.fail(
                 "the new ciphertext does not decrypt back to the new key".into(),
                 "check the transit key and context",
             ));
         }
-        // A volume whose ciphertext lives only in its token has no file to stage or switch.
-        let staged = v
+        Ok(new_ciphertext)
+    }
+
+    /// Step 1: writes the new ciphertext to FILE.new; returns that path (none for a volume
+    /// whose ciphertext lives only in its token: it has no file to stage or switch).
+    fn stage(&self, new_ciphertext: &str) -> Result<Option<PathBuf>> {
+        let staged = self
+            .v
             .ciphertext_file
             .as_ref()
             .map(|f| PathBuf::from(format!("{}.new", f.display())));
         if let Some(staged) = &staged {
             crate::files::write_atomically(staged, format!("{new_ciphertext}\n").as_bytes(), 0o600)
-                .map_err(|e| fail(format!("cannot write {}: {e}", staged.display()), ""))?;
+                .map_err(|e| self.fail(format!("cannot write {}: {e}", staged.display()), ""))?;
         }
         step_done("rotate-staged");
+        Ok(staged)
+    }
 
+    /// Step 2: the new key gets `new_slot`, authorised by the old key.
+    fn add_keyslot(&self, new_slot: u32, old_key: &Secret, new_key: &Secret) -> Result<()> {
         let slot_arg = format!("--key-slot={new_slot}");
         let mut args: Vec<&std::ffi::OsStr> = vec!["luksAddKey".as_ref(), slot_arg.as_ref()];
         args.extend(FAST_PBKDF.iter().map(std::ffi::OsStr::new));
         args.extend([
             "--key-file=-".as_ref(),
-            v.device.as_os_str(),
+            self.v.device.as_os_str(),
             "/dev/fd/3".as_ref(),
         ]);
-        cs.exec(&args, Input::Key(&old_key), Some(&new_key), LUKS_TIMEOUT)
-            .map_err(|e| luks_error(&v.device, "luksAddKey", e))?;
+        self.cs
+            .exec(&args, Input::Key(old_key), Some(new_key), LUKS_TIMEOUT)
+            .map_err(|e| luks_error(&self.v.device, "luksAddKey", e))?;
         step_done("rotate-keyslot-added");
+        Ok(())
+    }
 
-        if let (Some(staged), Some(file)) = (&staged, &v.ciphertext_file) {
+    /// Step 3: FILE.new replaces FILE, durably.
+    fn switch_file(&self, staged: Option<&Path>) -> Result<()> {
+        if let (Some(staged), Some(file)) = (staged, &self.v.ciphertext_file) {
             crate::files::rename_durably(staged, file).map_err(|e| {
-                fail(
+                self.fail(
                     format!("cannot replace {}: {e}", file.display()),
                     "the old key still opens the volume; run rotate again",
                 )
             })?;
         }
         step_done("rotate-file-switched");
+        Ok(())
+    }
 
-        if header.version == 2 {
-            let (id, binding) = match header.binding() {
-                Some((id, b)) => (Some(id), b),
-                None => (
-                    None,
-                    Binding::new(config, &v.transit, new_slot, String::new()),
-                ),
-            };
-            let binding = Binding {
-                keyslot: new_slot,
-                ciphertext: new_ciphertext.clone(),
-                ..binding
-            };
-            write_binding(cs, &v.device, id, &binding).map_err(|m| {
-                fail(
-                    format!("cannot update the LUKS2 token: {m}"),
-                    "the new key is in place; run rotate again to tidy up",
-                )
-            })?;
-            step_done("rotate-token-updated");
+    /// Step 4 (LUKS2 only): the token names the new keyslot and ciphertext; a header without
+    /// a token gets one.
+    fn update_token(&self, new_slot: u32, new_ciphertext: &str) -> Result<()> {
+        if self.header.version != 2 {
+            return Ok(());
         }
+        let (id, binding) = match self.header.binding() {
+            Some((id, b)) => (Some(id), b),
+            None => (
+                None,
+                Binding::new(self.config, &self.v.transit, new_slot, String::new()),
+            ),
+        };
+        let binding = Binding {
+            keyslot: new_slot,
+            ciphertext: new_ciphertext.to_string(),
+            ..binding
+        };
+        write_binding(self.cs, &self.v.device, id, &binding).map_err(|m| {
+            self.fail(
+                format!("cannot update the LUKS2 token: {m}"),
+                "the new key is in place; run rotate again to tidy up",
+            )
+        })?;
+        step_done("rotate-token-updated");
+        Ok(())
+    }
 
+    /// Step 5: the old keyslot goes, authorised by the new key.
+    fn remove_old_keyslot(&self, old_slot: u32, new_key: &Secret) -> Result<()> {
         let kill_slot = old_slot.to_string();
-        cs.exec(
-            &[
-                "luksKillSlot".as_ref(),
-                "--key-file=-".as_ref(),
-                v.device.as_os_str(),
-                kill_slot.as_ref(),
-            ],
-            Input::Key(&new_key),
-            None,
-            LUKS_TIMEOUT,
-        )
-        .map_err(|e| luks_error(&v.device, "luksKillSlot", e))?;
+        self.cs
+            .exec(
+                &[
+                    "luksKillSlot".as_ref(),
+                    "--key-file=-".as_ref(),
+                    self.v.device.as_os_str(),
+                    kill_slot.as_ref(),
+                ],
+                Input::Key(new_key),
+                None,
+                LUKS_TIMEOUT,
+            )
+            .map_err(|e| luks_error(&self.v.device, "luksKillSlot", e))?;
         step_done("rotate-old-keyslot-removed");
+        Ok(())
+    }
+
+    /// Says what was rotated, and that the initramfs's copy of the file is now stale.
+    fn report(&self, old_slot: u32, new_slot: u32) {
+        let name = self.name;
         crate::log::info(format_args!(
             "{name}: rotated: keyslot {old_slot} -> {new_slot}; ciphertext in {}",
-            v.ciphertext_file
+            self.v
+                .ciphertext_file
                 .as_ref()
                 .map_or("the LUKS2 token".to_string(), |f| f.display().to_string())
         ));
         // The initramfs carries a copy of the file, whose key no keyslot takes any more: without
         // a rebuild the next boot falls back to the passphrase prompt. (A token travels with the
         // header, so token-only volumes need nothing.)
-        if let Some(file) = &v.ciphertext_file {
+        if let Some(file) = &self.v.ciphertext_file {
             crate::log::warn(format_args!(
                 "{name}: the initramfs holds the old {}: rebuild it now (update-initramfs -u -k all, or dracut --force --regenerate-all), or the next boot asks for a passphrase",
                 file.display()
             ));
         }
-        Ok(())
-    })();
-    auth::finish(&vault, token, &deadline);
-    result
+    }
 }
 
+/// Decrypts one ciphertext of `v`; an item error is the error.
 fn decrypt_one(
-    vault: &crate::vault::Vault,
+    vault: &Vault,
     token: &Secret,
-    v: &crate::config::Volume,
+    v: &Volume,
     ciphertext: &str,
     deadline: &Deadline,
 ) -> Result<Secret> {
@@ -164,12 +253,7 @@ fn decrypt_one(
 }
 
 /// The keyslot `key` opens: the token's first (cheap to check), then each other one.
-fn find_slot(
-    cs: &Cryptsetup,
-    v: &crate::config::Volume,
-    header: &Header,
-    key: &Secret,
-) -> Result<Option<u32>> {
+fn find_slot(cs: &Cryptsetup, v: &Volume, header: &Header, key: &Secret) -> Result<Option<u32>> {
     let mut slots = header.keyslots.clone();
     if let Some((_, b)) = header.binding() {
         // The token's keyslot first, the others in their order.

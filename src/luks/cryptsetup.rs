@@ -152,6 +152,27 @@ pub fn run(
     fd3: Option<&Secret>,
     timeout: Duration,
 ) -> Result<Output, OpenError> {
+    set_stdio(&mut cmd, &input);
+    let second = match fd3 {
+        Some(_) => Some(pipe_at_fd3(&mut cmd)?),
+        None => None,
+    };
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| OpenError::Failed(format!("cannot run cryptsetup: {e}")))?;
+    feed_keys(&mut child, input, second, fd3);
+    let (out_reader, err_reader) = read_outputs(&mut child);
+    let status = wait_bounded(&mut child, timeout)?;
+    Ok(Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
+}
+
+/// stdin as `input` asks; stdout and stderr piped to us, except that a terminal run leaves
+/// stderr on the terminal (cryptsetup's prompt goes there).
+fn set_stdio(cmd: &mut Command, input: &Input) {
     let terminal = matches!(input, Input::Terminal);
     cmd.stdin(match input {
         Input::Nothing => Stdio::null(),
@@ -164,32 +185,39 @@ pub fn run(
     } else {
         Stdio::piped()
     });
-    let second = match fd3 {
-        Some(_) => Some(std::io::pipe().map_err(|e| OpenError::Failed(format!("pipe: {e}")))?),
-        None => None,
-    };
-    if let Some((reader, _)) = &second {
-        use std::os::fd::AsRawFd;
-        let fd = reader.as_raw_fd();
-        // SAFETY: dup2 is async-signal-safe; it only renumbers a descriptor we own.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                // dup2 onto itself keeps close-on-exec set, so clear it in that case.
-                let ok = if fd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0)
-                } else {
-                    libc::dup2(fd, 3)
-                };
-                if ok < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+}
+
+/// A pipe whose reading end the child gets as file descriptor 3. Both ends are returned: the
+/// reading end must stay open in the parent until the child is spawned.
+fn pipe_at_fd3(cmd: &mut Command) -> Result<(std::io::PipeReader, std::io::PipeWriter), OpenError> {
+    let (reader, writer) = std::io::pipe().map_err(|e| OpenError::Failed(format!("pipe: {e}")))?;
+    use std::os::fd::AsRawFd;
+    let fd = reader.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; it only renumbers a descriptor we own.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            // dup2 onto itself keeps close-on-exec set, so clear it in that case.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if ok < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| OpenError::Failed(format!("cannot run cryptsetup: {e}")))?;
+    Ok((reader, writer))
+}
+
+/// Writes the key (or text) to stdin and the second key to fd 3, closing each pipe after it.
+fn feed_keys(
+    child: &mut Child,
+    input: Input,
+    second: Option<(std::io::PipeReader, std::io::PipeWriter)>,
+    fd3: Option<&Secret>,
+) {
     // Keys are far smaller than a pipe buffer, so these writes cannot block on a child that
     // does not read; a child that exited early gives EPIPE, reported by its exit code.
     if let Some(mut stdin) = child.stdin.take() {
@@ -204,6 +232,16 @@ pub fn run(
         drop(reader);
         let _ = writer.write_all(key.expose());
     }
+}
+
+/// Threads that read stdout (up to 4 MiB) and stderr (up to 64 KiB) while the child runs,
+/// so that neither pipe fills and blocks it.
+fn read_outputs(
+    child: &mut Child,
+) -> (
+    std::thread::JoinHandle<Vec<u8>>,
+    std::thread::JoinHandle<String>,
+) {
     let stdout_pipe = child.stdout.take();
     let stderr_pipe = child.stderr.take();
     let out_reader = std::thread::spawn(move || {
@@ -220,12 +258,7 @@ pub fn run(
         }
         s
     });
-    let status = wait_bounded(&mut child, timeout)?;
-    Ok(Output {
-        status,
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-    })
+    (out_reader, err_reader)
 }
 
 fn wait_bounded(child: &mut Child, timeout: Duration) -> Result<ExitStatus, OpenError> {

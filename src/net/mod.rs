@@ -195,6 +195,12 @@ fn list_targets(ips: &[Ipv4Addr]) -> String {
         .join(", ")
 }
 
+/// Why a step that changes the network failed most often: vault-luks is not root.
+const HINT_ROOT: &str = "vault-luks needs CAP_NET_ADMIN (run it as root)";
+
+/// The phases of the README's "The network at boot", in that order: loopback, the interface
+/// and its carrier, the address (static or DHCP), the routes, resolv.conf. Each change is
+/// recorded as it is made, for `teardown`.
 fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) -> Result<Network> {
     let start = Instant::now();
     let mut nl = Netlink::open().map_err(|e| {
@@ -203,30 +209,61 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
             "vault-luks must run as root",
         )
     })?;
-    let hint_root = "vault-luks needs CAP_NET_ADMIN (run it as root)";
+    raise_loopback(&mut nl)?;
+    let iface = wait_for_carrier(&mut nl, config, kernel, deadline)?;
+    lower_the_others(&mut nl, &iface)?;
+    let (method, a) = choose_address(config, kernel, &iface, deadline)?;
+    let what = format!("{}/{} on {}", a.address, a.prefix, iface.name);
+    add_address(&mut nl, &iface, &a, &what)?;
+    add_routes(&mut nl, config, &iface, &a)?;
+    write_resolv_conf(&a.dns)?;
+    let seconds = start.elapsed().as_secs_f64();
+    log::info(format_args!(
+        "network: {what} ready ({method}) in {seconds:.1} s"
+    ));
+    Ok(Network {
+        interface: iface.name,
+        method,
+        address: (a.address, a.prefix),
+        gateway: a.gateway,
+        dns: a.dns,
+        seconds,
+    })
+}
 
-    if let Some(lo) = link::get("lo").filter(|l| !l.up) {
-        // Raising lo makes the kernel give it 127.0.0.1/8 if it has no address, and that
-        // would stay after lo goes down again: add it ourselves, so that it is recorded.
-        let a = Address {
-            ifindex: lo.index,
-            ip: Ipv4Addr::LOCALHOST,
-            prefix: 8,
-            loopback: true,
-        };
-        change(|c| {
-            let added = nl
-                .add_address(&a)
-                .map_err(|e| fail(format!("cannot configure lo: {e}"), hint_root))?;
-            if added == Outcome::Done {
-                c.addresses.push(a);
-            }
-            raise(&mut nl, &lo, c).map_err(|e| fail(format!("cannot raise lo: {e}"), hint_root))
-        })?;
-    }
+/// Raises lo if it is down, with its 127.0.0.1/8 added by us so that it is recorded.
+fn raise_loopback(nl: &mut Netlink) -> Result<()> {
+    let Some(lo) = link::get("lo").filter(|l| !l.up) else {
+        return Ok(());
+    };
+    // Raising lo makes the kernel give it 127.0.0.1/8 if it has no address, and that
+    // would stay after lo goes down again: add it ourselves, so that it is recorded.
+    let a = Address {
+        ifindex: lo.index,
+        ip: Ipv4Addr::LOCALHOST,
+        prefix: 8,
+        loopback: true,
+    };
+    change(|c| {
+        let added = nl
+            .add_address(&a)
+            .map_err(|e| fail(format!("cannot configure lo: {e}"), HINT_ROOT))?;
+        if added == Outcome::Done {
+            c.addresses.push(a);
+        }
+        raise(nl, &lo, c).map_err(|e| fail(format!("cannot raise lo: {e}"), HINT_ROOT))
+    })
+}
 
-    // The interface: it may not exist yet (udev is still loading the NIC's driver) and its
-    // carrier may come late, so both are polled until network.carrier_timeout.
+/// Raises the candidate interfaces and returns the first with a carrier. The interface may
+/// not exist yet (udev is still loading the NIC's driver) and its carrier may come late, so
+/// both are polled until network.carrier_timeout.
+fn wait_for_carrier(
+    nl: &mut Netlink,
+    config: &Config,
+    kernel: &cmdline::KernelNet,
+    deadline: Instant,
+) -> Result<link::Link> {
     let wanted = config
         .network
         .interface
@@ -236,18 +273,11 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
     let until = (t + config.network.carrier_timeout).min(deadline);
     let mut announced = String::new();
     let iface = loop {
-        let candidates: Vec<link::Link> = match (wanted, kernel.bootif) {
-            (Some(name), _) => link::get(name).into_iter().collect(),
-            (None, Some(mac)) => link::ethernet()
-                .into_iter()
-                .filter(|l| l.mac == mac)
-                .collect(),
-            (None, None) => link::ethernet(),
-        };
+        let candidates = candidate_links(wanted, kernel.bootif);
         for l in candidates.iter().filter(|l| !l.up) {
             change(|c| {
-                raise(&mut nl, l, c)
-                    .map_err(|e| fail(format!("cannot raise {}: {e}", l.name), hint_root))
+                raise(nl, l, c)
+                    .map_err(|e| fail(format!("cannot raise {}: {e}", l.name), HINT_ROOT))
             })?;
         }
         let now = names(&candidates);
@@ -260,27 +290,7 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
         }
         if Instant::now() >= until {
             let waited = t.elapsed().as_secs_f64();
-            return Err(match (wanted, kernel.bootif, candidates.is_empty()) {
-                (Some(name), _, true) => fail(
-                    format!("network interface {name} does not exist (waited {waited:.1} s; have: {})", names(&link::ethernet())),
-                    "name an existing interface in network.interface (or ip=), or remove it to use the first with a carrier",
-                ),
-                (None, Some(mac), true) => fail(
-                    format!(
-                        "no interface has the BOOTIF address {} (waited {waited:.1} s)",
-                        link::format_mac(&mac)
-                    ),
-                    "check BOOTIF= on the kernel command line, or set network.interface",
-                ),
-                (_, _, true) => fail(
-                    format!("no Ethernet interface found (waited {waited:.1} s)"),
-                    "is the NIC's driver in the initramfs? (virtio_net, e1000, ...)",
-                ),
-                (_, _, false) => fail(
-                    format!("no carrier on {} after {waited:.1} s", names(&candidates)),
-                    "check the cable or virtual NIC; name the right one in network.interface, or raise network.carrier_timeout",
-                ),
-            });
+            return Err(no_carrier(wanted, kernel.bootif, &candidates, waited));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -289,7 +299,54 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
         iface.name,
         t.elapsed().as_secs_f64()
     ));
-    // Interfaces we raised only to look for a carrier go down again at once.
+    Ok(iface)
+}
+
+/// The interfaces that may carry the network now: the one named (config or `ip=`), else those
+/// with the `BOOTIF=` address, else every Ethernet interface.
+fn candidate_links(wanted: Option<&String>, bootif: Option<[u8; 6]>) -> Vec<link::Link> {
+    match (wanted, bootif) {
+        (Some(name), _) => link::get(name).into_iter().collect(),
+        (None, Some(mac)) => link::ethernet()
+            .into_iter()
+            .filter(|l| l.mac == mac)
+            .collect(),
+        (None, None) => link::ethernet(),
+    }
+}
+
+/// The error for a wait for a carrier that timed out, naming what was missing.
+fn no_carrier(
+    wanted: Option<&String>,
+    bootif: Option<[u8; 6]>,
+    candidates: &[link::Link],
+    waited: f64,
+) -> Error {
+    match (wanted, bootif, candidates.is_empty()) {
+        (Some(name), _, true) => fail(
+            format!("network interface {name} does not exist (waited {waited:.1} s; have: {})", names(&link::ethernet())),
+            "name an existing interface in network.interface (or ip=), or remove it to use the first with a carrier",
+        ),
+        (None, Some(mac), true) => fail(
+            format!(
+                "no interface has the BOOTIF address {} (waited {waited:.1} s)",
+                link::format_mac(&mac)
+            ),
+            "check BOOTIF= on the kernel command line, or set network.interface",
+        ),
+        (_, _, true) => fail(
+            format!("no Ethernet interface found (waited {waited:.1} s)"),
+            "is the NIC's driver in the initramfs? (virtio_net, e1000, ...)",
+        ),
+        (_, _, false) => fail(
+            format!("no carrier on {} after {waited:.1} s", names(candidates)),
+            "check the cable or virtual NIC; name the right one in network.interface, or raise network.carrier_timeout",
+        ),
+    }
+}
+
+/// Lowers again the interfaces raised only to look for a carrier (all but `iface` and lo).
+fn lower_the_others(nl: &mut Netlink, iface: &link::Link) -> Result<()> {
     change(|c| {
         let others: Vec<(u32, String)> = c
             .links_up
@@ -305,54 +362,69 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
             }
         }
         Ok(())
-    })?;
+    })
+}
 
-    // The address.
-    let t = Instant::now();
-    let (method, a) = match config
+/// The address and how it was found: network.address, else a static `ip=`, else DHCP.
+fn choose_address(
+    config: &Config,
+    kernel: &cmdline::KernelNet,
+    iface: &link::Link,
+    deadline: Instant,
+) -> Result<(&'static str, StaticAddress)> {
+    match config
         .network
         .address
         .clone()
         .or_else(|| kernel.address.clone())
     {
-        Some(s) => ("static", s),
-        None => {
-            let lease = dhcp::obtain(&iface.name, iface.mac, deadline, &|n| {
-                if n > 1 {
-                    // No answer yet: a person may want to type the passphrase meanwhile.
-                    crate::retry::note_trouble();
-                }
-                log::info(format_args!("network: {}: DHCP attempt {n}", iface.name))
-            })
-            .map_err(|m| {
-                fail(
-                    m,
-                    "check that a DHCP server answers on this network, or set a static network.address (or ip=<client>::<gw>:<netmask>::<dev>:off)",
-                )
-            })?;
-            log::info(format_args!(
-                "network: {}: DHCP lease {}/{} from {} (gateway {}, DNS {}, lease {} s) after {:.1} s",
-                iface.name,
-                lease.address,
-                lease.prefix,
-                lease.server,
-                lease.gateway.map_or("none".into(), |g| g.to_string()),
-                if lease.dns.is_empty() { "none".into() } else { list(&lease.dns) },
-                lease.lease_secs.map_or("?".into(), |s| s.to_string()),
-                t.elapsed().as_secs_f64()
-            ));
-            (
-                "dhcp",
-                StaticAddress {
-                    address: lease.address,
-                    prefix: lease.prefix,
-                    gateway: lease.gateway,
-                    dns: lease.dns,
-                },
-            )
+        Some(s) => Ok(("static", s)),
+        None => Ok(("dhcp", dhcp_address(iface, deadline)?)),
+    }
+}
+
+/// Asks DHCP for an address on `iface` until `deadline`, logging each attempt and the lease.
+fn dhcp_address(iface: &link::Link, deadline: Instant) -> Result<StaticAddress> {
+    let t = Instant::now();
+    let lease = dhcp::obtain(&iface.name, iface.mac, deadline, &|n| {
+        if n > 1 {
+            // No answer yet: a person may want to type the passphrase meanwhile.
+            crate::retry::note_trouble();
         }
-    };
-    let what = format!("{}/{} on {}", a.address, a.prefix, iface.name);
+        log::info(format_args!("network: {}: DHCP attempt {n}", iface.name))
+    })
+    .map_err(|m| {
+        fail(
+            m,
+            "check that a DHCP server answers on this network, or set a static network.address (or ip=<client>::<gw>:<netmask>::<dev>:off)",
+        )
+    })?;
+    log::info(format_args!(
+        "network: {}: DHCP lease {}/{} from {} (gateway {}, DNS {}, lease {} s) after {:.1} s",
+        iface.name,
+        lease.address,
+        lease.prefix,
+        lease.server,
+        lease.gateway.map_or("none".into(), |g| g.to_string()),
+        if lease.dns.is_empty() {
+            "none".into()
+        } else {
+            list(&lease.dns)
+        },
+        lease.lease_secs.map_or("?".into(), |s| s.to_string()),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(StaticAddress {
+        address: lease.address,
+        prefix: lease.prefix,
+        gateway: lease.gateway,
+        dns: lease.dns,
+    })
+}
+
+/// Adds the address to `iface` (`what` names it in messages); one already there is kept and
+/// not recorded, so teardown leaves it.
+fn add_address(nl: &mut Netlink, iface: &link::Link, a: &StaticAddress, what: &str) -> Result<()> {
     let address = Address {
         ifindex: iface.index,
         ip: a.address,
@@ -368,8 +440,18 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
             log::info(format_args!("network: {what} was already there; kept"));
             Ok(())
         }
-        Err(e) => Err(fail(format!("cannot add address {what}: {e}"), hint_root)),
-    })?;
+        Err(e) => Err(fail(format!("cannot add address {what}: {e}"), HINT_ROOT)),
+    })
+}
+
+/// Adds the default route via the gateway, then a route to the metadata server when it is not
+/// on the link; a route already there is kept and not recorded.
+fn add_routes(
+    nl: &mut Netlink,
+    config: &Config,
+    iface: &link::Link,
+    a: &StaticAddress,
+) -> Result<()> {
     let mut routes = Vec::new();
     if let Some(gw) = a.gateway {
         routes.push(Route {
@@ -413,34 +495,29 @@ fn configure(config: &Config, kernel: &cmdline::KernelNet, deadline: Instant) ->
             )),
         })?;
     }
-    if !a.dns.is_empty() {
-        let path = PathBuf::from(resolv::PATH);
-        change(|c| {
-            match resolv::write_if_absent(&path, &a.dns) {
-                Ok(true) => c.resolv_conf = Some((path, a.dns.clone())),
-                Ok(false) => log::info(format_args!(
-                    "network: {} exists; left as it is",
-                    resolv::PATH
-                )),
-                Err(e) => log::warn(format_args!(
-                    "network: cannot write {}: {e}; Vault host names will not resolve",
-                    resolv::PATH
-                )),
-            }
-            Ok(())
-        })?;
+    Ok(())
+}
+
+/// Writes the DNS servers to /etc/resolv.conf if there is none (recorded, for removal); a
+/// failure only warns: only Vault host names need it.
+fn write_resolv_conf(dns: &[Ipv4Addr]) -> Result<()> {
+    if dns.is_empty() {
+        return Ok(());
     }
-    let seconds = start.elapsed().as_secs_f64();
-    log::info(format_args!(
-        "network: {what} ready ({method}) in {seconds:.1} s"
-    ));
-    Ok(Network {
-        interface: iface.name,
-        method,
-        address: (a.address, a.prefix),
-        gateway: a.gateway,
-        dns: a.dns,
-        seconds,
+    let path = PathBuf::from(resolv::PATH);
+    change(|c| {
+        match resolv::write_if_absent(&path, dns) {
+            Ok(true) => c.resolv_conf = Some((path, dns.to_vec())),
+            Ok(false) => log::info(format_args!(
+                "network: {} exists; left as it is",
+                resolv::PATH
+            )),
+            Err(e) => log::warn(format_args!(
+                "network: cannot write {}: {e}; Vault host names will not resolve",
+                resolv::PATH
+            )),
+        }
+        Ok(())
     })
 }
 

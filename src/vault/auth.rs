@@ -42,6 +42,8 @@ pub fn needs_identity(auth: &AuthConfig) -> bool {
     auth.token_env.is_none() && matches!(auth.method, AuthMethod::Exoscale { .. })
 }
 
+/// A token handed over is used as it is; the other methods log in with a body of their own
+/// and take the token from Vault's answer.
 pub fn login(
     vault: &Vault,
     auth: &AuthConfig,
@@ -49,68 +51,19 @@ pub fn login(
     deadline: &Deadline,
 ) -> Result<Token> {
     if let Some(var) = auth.token_env {
-        // Read only now, straight into a Secret; it stays out of the environment of children.
-        // The copy std::env::var makes is zeroized too; only the trimmed bytes are kept.
-        let value = Zeroizing::new(std::env::var(var).unwrap_or_default());
-        return Ok(Token {
-            secret: Secret::new(value.trim().as_bytes().to_vec()),
-            revoke: false,
-            source: format!("the token in {var}"),
-        });
+        return Ok(token_from_env(var));
     }
     let (body, source) = match &auth.method {
-        AuthMethod::Token { token_file } => {
-            let Some(file) = token_file else {
-                return Err(Error::failed(
-                    Step::Login,
-                    "auth.method is token but no token was given",
-                    "set auth.token_file, or VAULT_TOKEN / BAO_TOKEN in the environment",
-                ));
-            };
-            let secret = read_secret_file(file)?;
-            return Ok(Token {
-                secret,
-                revoke: auth.revoke,
-                source: format!("the token in {}", file.display()),
-            });
-        }
-        AuthMethod::Exoscale { role, approle_mode } => {
-            let id = identity.expect("the exoscale method is given an identity");
-            let body = if *approle_mode {
-                json_object(&[("role_id", role), ("secret_id", &id.instance_id)])
-            } else {
-                // v0.2.0 ignores zone (it moved to the backend config); v0.1.x requires it.
-                json_object(&[
-                    ("role", role),
-                    ("instance", &id.instance_id),
-                    ("zone", &id.zone),
-                ])
-            };
-            (
-                body,
-                format!(
-                    "exoscale login as role {role} for instance {}",
-                    id.instance_id
-                ),
-            )
-        }
+        AuthMethod::Token { token_file } => return token_from_file(token_file.as_deref(), auth),
+        AuthMethod::Exoscale { role, approle_mode } => exoscale_login(
+            role,
+            *approle_mode,
+            identity.expect("the exoscale method is given an identity"),
+        ),
         AuthMethod::AppRole {
             role_id,
             secret_id_file,
-        } => {
-            let secret_id = read_secret_file(secret_id_file)?;
-            let secret_id = std::str::from_utf8(secret_id.expose()).map_err(|_| {
-                Error::failed(
-                    Step::Login,
-                    format!("{} is not text", secret_id_file.display()),
-                    "write the AppRole secret_id into it",
-                )
-            })?;
-            (
-                json_object(&[("role_id", role_id), ("secret_id", secret_id)]),
-                format!("approle login as {role_id}"),
-            )
-        }
+        } => approle_login(role_id, secret_id_file)?,
     };
     let path = format!("auth/{}/login", auth.mount);
     crate::log::info(format_args!(
@@ -120,7 +73,85 @@ pub fn login(
     let reply = vault
         .post("vault login", &path, None, &body, deadline)
         .map_err(|f| login_error(&f, auth))?;
-    let mut value: serde_json::Value = serde_json::from_slice(&reply.body).map_err(|_| {
+    Ok(Token {
+        secret: token_from_answer(&reply.body)?,
+        revoke: auth.revoke,
+        source,
+    })
+}
+
+/// The token in the environment variable `var`, never revoked (it is someone else's).
+fn token_from_env(var: &str) -> Token {
+    // Read only now, straight into a Secret; it stays out of the environment of children.
+    // The copy std::env::var makes is zeroized too; only the trimmed bytes are kept.
+    let value = Zeroizing::new(std::env::var(var).unwrap_or_default());
+    Token {
+        secret: Secret::new(value.trim().as_bytes().to_vec()),
+        revoke: false,
+        source: format!("the token in {var}"),
+    }
+}
+
+/// The token in auth.token_file; the method needs one when no environment variable gave it.
+fn token_from_file(token_file: Option<&std::path::Path>, auth: &AuthConfig) -> Result<Token> {
+    let Some(file) = token_file else {
+        return Err(Error::failed(
+            Step::Login,
+            "auth.method is token but no token was given",
+            "set auth.token_file, or VAULT_TOKEN / BAO_TOKEN in the environment",
+        ));
+    };
+    let secret = read_secret_file(file)?;
+    Ok(Token {
+        secret,
+        revoke: auth.revoke,
+        source: format!("the token in {}", file.display()),
+    })
+}
+
+/// The Exoscale plugin's login body for this instance, and what it is for the log.
+fn exoscale_login(role: &str, approle_mode: bool, id: &Identity) -> (Zeroizing<Vec<u8>>, String) {
+    let body = if approle_mode {
+        json_object(&[("role_id", role), ("secret_id", &id.instance_id)])
+    } else {
+        // v0.2.0 ignores zone (it moved to the backend config); v0.1.x requires it.
+        json_object(&[
+            ("role", role),
+            ("instance", &id.instance_id),
+            ("zone", &id.zone),
+        ])
+    };
+    (
+        body,
+        format!(
+            "exoscale login as role {role} for instance {}",
+            id.instance_id
+        ),
+    )
+}
+
+/// AppRole's login body, with the secret_id read from its file, and what it is for the log.
+fn approle_login(
+    role_id: &str,
+    secret_id_file: &std::path::Path,
+) -> Result<(Zeroizing<Vec<u8>>, String)> {
+    let secret_id = read_secret_file(secret_id_file)?;
+    let secret_id = std::str::from_utf8(secret_id.expose()).map_err(|_| {
+        Error::failed(
+            Step::Login,
+            format!("{} is not text", secret_id_file.display()),
+            "write the AppRole secret_id into it",
+        )
+    })?;
+    Ok((
+        json_object(&[("role_id", role_id), ("secret_id", secret_id)]),
+        format!("approle login as {role_id}"),
+    ))
+}
+
+/// The client token in a login answer; logs the policies and lease it came with.
+fn token_from_answer(body: &[u8]) -> Result<Secret> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
         Error::failed(
             Step::Login,
             "the login answer is not JSON",
@@ -153,11 +184,7 @@ pub fn login(
         "vault login: ok (policies: {}; lease {lease}s)",
         policies.join(", ")
     ));
-    Ok(Token {
-        secret: token,
-        revoke: auth.revoke,
-        source,
-    })
+    Ok(token)
 }
 
 fn read_secret_file(path: &std::path::Path) -> Result<Secret> {

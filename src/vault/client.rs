@@ -112,6 +112,31 @@ impl Vault {
         body: &[u8],
         deadline: &Deadline,
     ) -> std::result::Result<Reply, Box<VaultFailure>> {
+        let headers = self.headers(token)?;
+        let result = retry::run(
+            what,
+            deadline,
+            &self.backoff,
+            #[allow(clippy::borrowed_box)]
+            |f: &Box<VaultFailure>| f.as_ref().to_string(),
+            |attempt, left| self.attempt(what, path, &headers, body, attempt, left),
+        );
+        match result {
+            Ok(r) => Ok(r),
+            Err(GaveUp::Final(f)) => Err(f),
+            Err(GaveUp::Deadline { mut last, attempts }) => {
+                last.gave_up_after = Some(attempts);
+                Err(last)
+            }
+        }
+    }
+
+    /// The headers every request carries: Vault's request marker, the namespace, the token
+    /// (refused here if it is not text: a header cannot carry it).
+    fn headers<'a>(
+        &'a self,
+        token: Option<&'a Secret>,
+    ) -> std::result::Result<Vec<(&'a str, &'a str)>, Box<VaultFailure>> {
         let token = match token.map(|t| std::str::from_utf8(t.expose())) {
             Some(Ok(t)) => Some(t),
             Some(Err(_)) => {
@@ -128,59 +153,58 @@ impl Vault {
         if let Some(t) = token {
             headers.push(("X-Vault-Token", t));
         }
-        let result = retry::run(
-            what,
-            deadline,
-            &self.backoff,
-            #[allow(clippy::borrowed_box)]
-            |f: &Box<VaultFailure>| f.as_ref().to_string(),
-            |attempt, left| {
-                let ep = &self.endpoints[self.current.get()];
-                crate::log::debug(format_args!(
-                    "{what}: POST {}/v1/{path} (attempt {attempt}, {:.0}s left)",
-                    ep.shown,
-                    left.as_secs_f64()
-                ));
-                let url = format!("{}/v1/{path}", ep.base);
-                match ep.http.send(Method::Post, &url, &headers, body, left) {
-                    Ok(reply) if (200..300).contains(&reply.status) => Ok(reply),
-                    Ok(reply) => {
-                        let retryable = status_retryable(reply.status);
-                        let after = reply.retry_after;
-                        let failure = Box::new(failure_from_reply(&ep.shown, reply));
-                        if retryable {
-                            self.next_endpoint();
-                            Err(Attempt::Retry {
-                                error: failure,
-                                after,
-                            })
-                        } else {
-                            Err(Attempt::Final(failure))
-                        }
-                    }
-                    Err(e) => {
-                        let retryable = e.retryable();
-                        let failure = transport_failure(&ep.shown, e);
-                        if retryable {
-                            self.next_endpoint();
-                            Err(Attempt::Retry {
-                                error: failure,
-                                after: None,
-                            })
-                        } else {
-                            Err(Attempt::Final(failure))
-                        }
-                    }
-                }
-            },
-        );
-        match result {
-            Ok(r) => Ok(r),
-            Err(GaveUp::Final(f)) => Err(f),
-            Err(GaveUp::Deadline { mut last, attempts }) => {
-                last.gave_up_after = Some(attempts);
-                Err(last)
+        Ok(headers)
+    }
+
+    /// One POST to the current address: a 2xx reply, or a failure that says whether to retry.
+    fn attempt(
+        &self,
+        what: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        attempt: u32,
+        left: std::time::Duration,
+    ) -> std::result::Result<Reply, Attempt<Box<VaultFailure>>> {
+        let ep = &self.endpoints[self.current.get()];
+        crate::log::debug(format_args!(
+            "{what}: POST {}/v1/{path} (attempt {attempt}, {:.0}s left)",
+            ep.shown,
+            left.as_secs_f64()
+        ));
+        let url = format!("{}/v1/{path}", ep.base);
+        match ep.http.send(Method::Post, &url, headers, body, left) {
+            Ok(reply) if (200..300).contains(&reply.status) => Ok(reply),
+            Ok(reply) => {
+                let retryable = status_retryable(reply.status);
+                let after = reply.retry_after;
+                let failure = Box::new(failure_from_reply(&ep.shown, reply));
+                Err(self.retry_elsewhere_or_stop(retryable, failure, after))
             }
+            Err(e) => {
+                let retryable = e.retryable();
+                let failure = transport_failure(&ep.shown, e);
+                Err(self.retry_elsewhere_or_stop(retryable, failure, None))
+            }
+        }
+    }
+
+    /// A retryable failure moves on to the next address (HA failover) before the retry; any
+    /// other ends the call.
+    fn retry_elsewhere_or_stop(
+        &self,
+        retryable: bool,
+        failure: Box<VaultFailure>,
+        after: Option<std::time::Duration>,
+    ) -> Attempt<Box<VaultFailure>> {
+        if retryable {
+            self.next_endpoint();
+            Attempt::Retry {
+                error: failure,
+                after,
+            }
+        } else {
+            Attempt::Final(failure)
         }
     }
 
