@@ -122,7 +122,7 @@ fn network(w: &mut String, config: &Config) {
 fn volume(w: &mut String, vol: &Volume) {
     let _ = writeln!(
         w,
-        "volume {}: device {}, ciphertext {}, transit {}/{}{}, key {}",
+        "volume {}: device {}, ciphertext {}, transit {}/{}{}, key {}, keyslot {}",
         vol.name,
         vol.device.display(),
         vol.ciphertext_file
@@ -140,6 +140,10 @@ fn volume(w: &mut String, vol: &Volume) {
         match vol.key_format {
             KeyFormat::Base64Text => "base64 text (as the article)",
             KeyFormat::Raw => "raw decoded bytes",
-        }
+        },
+        vol.keyslot.map_or(
+            "the token's (without a token, every keyslot)".to_string(),
+            |n| n.to_string()
+        )
     );
 }

@@ -112,8 +112,14 @@ fn targets(config: &Config) -> Vec<Ipv4Addr> {
             t.push(a.url.host.parse().unwrap_or(BEYOND_THE_LINK));
         }
     }
-    t.dedup();
-    t
+    // Each once, in the order given (dedup alone keeps non-adjacent repeats).
+    let mut unique = Vec::with_capacity(t.len());
+    for a in t {
+        if !unique.contains(&a) {
+            unique.push(a);
+        }
+    }
+    unique
 }
 
 fn metadata_ip(config: &Config) -> Option<Ipv4Addr> {
