@@ -358,8 +358,8 @@ fn parse_help(w: &mut Words) -> Result<Command> {
     Ok(Command::Help(text))
 }
 
-/// A command flag that its command did not take is an error. Some are not checked and
-/// silently ignored elsewhere (enroll's, and --force), as they always were.
+/// A command flag that its command did not take is an error: `unlock --format` must not look
+/// as if it did something. (Each command's parser takes what it uses out of `Words`.)
 fn reject_unused(w: &Words) -> Result<()> {
     let unused = [
         ("--json", w.json),
@@ -371,6 +371,15 @@ fn reject_unused(w: &Words) -> Result<()> {
         ("--resolve", w.resolve.is_some()),
         ("--exec", w.exec.is_some()),
         ("--prompt", w.prompt != PromptArg::Default),
+        ("--device", w.device.is_some()),
+        ("--format", w.format),
+        ("--force", w.force),
+        ("--recovery", w.recovery),
+        ("--key-file", w.key_file.is_some()),
+        ("--ciphertext-file", w.ciphertext_file.is_some()),
+        ("--transit-key", w.transit_key.is_some()),
+        ("--transit-mount", w.transit_mount.is_some()),
+        ("--context", w.context.is_some()),
     ];
     match unused.iter().find(|(_, set)| *set) {
         Some((flag, _)) => Err(Error::Usage(format!(
@@ -469,6 +478,11 @@ mod tests {
         assert!(msg(&["unlock", "--bogus"]).contains("unknown option `--bogus`"));
         assert!(msg(&["unlock", "--config"]).contains("--config needs a value"));
         assert!(msg(&["unlock", "--json"]).contains("--json does not apply"));
+        // enroll's flags and --force belong to their commands only.
+        assert!(msg(&["unlock", "--format"]).contains("--format does not apply"));
+        assert!(msg(&["status", "--force"]).contains("--force does not apply"));
+        assert!(msg(&["rotate", "luks", "--device", "/dev/x"]).contains("--device does not apply"));
+        assert!(p(&["close", "--force"]).is_ok());
         assert!(msg(&["status", "luks"]).contains("unexpected argument `luks`"));
         assert!(msg(&["unlock", "--timeout", "0"]).contains("between 0 and 3600"));
         assert!(msg(&["unlock", "--log", "syslog"]).contains("not stderr, kmsg or both"));
