@@ -26,6 +26,7 @@ declare -A need=(
 	[dnsmasq]=dnsmasq-base
 	[cpio]=cpio
 	[/usr/bin/time]=time
+	[strace]=strace
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -57,6 +57,86 @@ fn an_article_volume_opens_unchanged_and_nothing_leaks() {
     }
 }
 
+/// Secret hygiene observed, not assumed: every syscall that writes or executes anything, of
+/// vault-luks and its children (strace -f), during a real unlock. The key appears only in a
+/// write to a pipe (cryptsetup's stdin); a token only in writes to the TCP socket to Vault;
+/// neither in any execve (argv, environment), file, log line or terminal write.
+#[test]
+fn strace_sees_the_key_only_in_the_pipe_and_the_token_only_on_the_wire() {
+    let sb = Sandbox::new("strace");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+    let key = bao().decrypt(
+        "luks",
+        std::fs::read_to_string(&vol.ciphertext_file)
+            .unwrap()
+            .trim(),
+    );
+
+    let trace = sb.dir.join("strace.log");
+    let inner = sb.command(&config, &["unlock"]);
+    let mut cmd = std::process::Command::new("strace");
+    // -v: execve's environment in full; -yy: each descriptor's kind (pipe, TCP, file path).
+    cmd.args(["-f", "-v", "-yy", "-s", "1000000", "-o"])
+        .arg(&trace)
+        .args([
+            "-e",
+            "trace=execve,write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg,sendmmsg",
+        ])
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    sb.run_command(cmd)
+        .assert_code(0)
+        .assert_stderr("luks: unlocked as /dev/mapper/luks");
+    let trace = std::fs::read_to_string(trace).unwrap();
+
+    let writes = |line: &str| {
+        [
+            "write(",
+            "writev(",
+            "pwrite64(",
+            "pwritev",
+            "sendto(",
+            "sendmsg(",
+            "sendmmsg(",
+        ]
+        .iter()
+        .any(|call| line.contains(call))
+    };
+    let (mut key_in_pipe, mut token_on_wire) = (0, 0);
+    for line in trace.lines() {
+        if line.contains(&key) {
+            assert!(
+                writes(line) && line.contains("<pipe:["),
+                "the key outside a pipe write: {line}"
+            );
+            key_in_pipe += 1;
+        }
+        if let Some(token) = token_like(line) {
+            assert!(
+                writes(line) && line.contains("<TCP:["),
+                "a token ({token}) outside a write to the socket: {line}"
+            );
+            token_on_wire += 1;
+        }
+    }
+    // The assertions above ran on lines that exist: the key went to cryptsetup through a pipe,
+    // the token to Vault (decrypt, revoke).
+    assert_eq!(key_in_pipe, 1, "the key written to cryptsetup's pipe once");
+    assert!(
+        token_on_wire >= 2,
+        "{token_on_wire} token-bearing requests seen"
+    );
+    assert!(trace.contains("execve("), "strace saw no execve: {trace}");
+}
+
 #[test]
 fn a_volume_already_open_is_success_without_network() {
     let sb = Sandbox::new("already-open");
