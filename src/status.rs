@@ -11,7 +11,6 @@ use crate::retry::Deadline;
 use crate::unlock::{key_version, read_ciphertext};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::Duration;
 
 pub fn collect(config: &Config, cs: Option<&Cryptsetup>) -> Value {
     let volumes: Vec<Value> = config.volumes.iter().map(|v| volume(v, cs)).collect();
@@ -19,7 +18,7 @@ pub fn collect(config: &Config, cs: Option<&Cryptsetup>) -> Value {
 }
 
 fn volume(v: &Volume, cs: Option<&Cryptsetup>) -> Value {
-    let active = cs.and_then(|cs| cs.is_active(&v.name, Duration::from_secs(10)).ok());
+    let active = cs.and_then(|cs| cs.is_active(&v.name, crate::unlock::STATUS_TIMEOUT).ok());
     let header = cs
         .filter(|_| v.device.exists())
         .and_then(|cs| Header::read(cs, &v.device).ok());

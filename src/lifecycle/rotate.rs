@@ -58,10 +58,10 @@ struct Rotation<'a> {
 impl Rotation<'_> {
     /// The steps of the module's header, in that order: each is done before the next begins.
     fn run(&self, old_ciphertext: &str) -> Result<()> {
-        let old_key = decrypt_one(
+        let old_key = transit::decrypt_one(
             self.vault,
             self.token,
-            self.v,
+            &self.v.transit,
             old_ciphertext,
             self.deadline,
         )?;
@@ -107,7 +107,8 @@ impl Rotation<'_> {
     fn wrap_proven(&self, new_key: &Secret) -> Result<String> {
         let (vault, token, v, deadline) = (self.vault, self.token, self.v, self.deadline);
         let new_ciphertext = transit::encrypt(vault, token, &v.transit, new_key, deadline)?;
-        if decrypt_one(vault, token, v, &new_ciphertext, deadline)?.expose() != new_key.expose() {
+        let decrypted = transit::decrypt_one(vault, token, &v.transit, &new_ciphertext, deadline)?;
+        if decrypted.expose() != new_key.expose() {
             return Err(self.fail(
                 "the new ciphertext does not decrypt back to the new key".into(),
                 "check the transit key and context",
@@ -230,25 +231,6 @@ impl Rotation<'_> {
                 file.display()
             ));
         }
-    }
-}
-
-/// Decrypts one ciphertext of `v`; an item error is the error.
-fn decrypt_one(
-    vault: &Vault,
-    token: &Secret,
-    v: &Volume,
-    ciphertext: &str,
-    deadline: &Deadline,
-) -> Result<Secret> {
-    let items = [transit::Ciphertext {
-        text: ciphertext,
-        context: v.transit.context.as_deref(),
-    }];
-    match transit::decrypt(vault, token, &v.transit, &items, deadline)?.pop() {
-        Some(Ok(k)) => Ok(k),
-        Some(Err(msg)) => Err(transit::item_error(&msg, &v.transit)),
-        None => Err(Error::failed(Step::Decrypt, "no plaintext", "")),
     }
 }
 

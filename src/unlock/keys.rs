@@ -147,19 +147,10 @@ pub fn key_for(
     deadline: &Deadline,
 ) -> Result<Secret> {
     let ciphertext = read_ciphertext(Some(cs), v)?;
-    let items = [transit::Ciphertext {
-        text: &ciphertext,
-        context: v.transit.context.as_deref(),
-    }];
-    match transit::decrypt(vault, token, &v.transit, &items, deadline)?.pop() {
-        Some(Ok(plaintext)) => key_bytes(v, plaintext),
-        Some(Err(msg)) => Err(transit::item_error(&msg, &v.transit)),
-        None => Err(Error::failed(
-            Step::Decrypt,
-            "Vault returned no plaintext",
-            "",
-        )),
-    }
+    key_bytes(
+        v,
+        transit::decrypt_one(vault, token, &v.transit, &ciphertext, deadline)?,
+    )
 }
 
 /// The bytes cryptsetup gets: the plaintext text as Vault returns it, or its decoding.

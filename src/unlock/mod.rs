@@ -13,7 +13,7 @@ mod volumes;
 
 pub use keys::{connect, key_for};
 pub use race::Fallback;
-pub use volumes::{key_version, locate_cryptsetup, read_ciphertext, select};
+pub use volumes::{key_version, locate_cryptsetup, read_ciphertext, select, STATUS_TIMEOUT};
 
 use crate::config::Config;
 use crate::error::{Error, Result, Step};

@@ -74,6 +74,30 @@ pub fn decrypt(
     })
 }
 
+/// One ciphertext's plaintext (with `transit`'s context); its item error is the error.
+pub fn decrypt_one(
+    vault: &Vault,
+    token: &Secret,
+    transit: &Transit,
+    ciphertext: &str,
+    deadline: &Deadline,
+) -> Result<Secret> {
+    let items = [Ciphertext {
+        text: ciphertext,
+        context: transit.context.as_deref(),
+    }];
+    match decrypt(vault, token, transit, &items, deadline)?.pop() {
+        Some(Ok(plaintext)) => Ok(plaintext),
+        Some(Err(msg)) => Err(item_error(&msg, transit)),
+        // `decrypt` answers one result per item or an error.
+        None => Err(Error::failed(
+            Step::Decrypt,
+            "Vault returned no plaintext",
+            "",
+        )),
+    }
+}
+
 fn batch_results(body: &[u8], n: usize) -> Option<ItemResults> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     let results = v.pointer_mut("/data/batch_results")?.as_array_mut()?;
