@@ -21,22 +21,9 @@ rounds=${1:-11}
 scripts/setup.sh >&2
 bin=$PWD/$(scripts/build.sh 2>/dev/null)
 
-work=$(mktemp -d /tmp/vault-luks-bench.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-eval "$(tests/fixtures/openbao-dev.sh "$work/bao.log")"
-pids+=("$BAO_PID")
-tests/standins/exoscale_standin.py --upstream "$BAO_ADDR" --role storage=transit-luks >"$work/ports" 2>"$work/standin.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/ports" ] && break; sleep 0.1; done
-vault_port=$(jq -r .vault_port "$work/ports")
-metadata_port=$(jq -r .metadata_port "$work/ports")
+# shellcheck source=tests/fixtures/host-vault.sh
+. tests/fixtures/host-vault.sh
+host_vault_start vault-luks-bench
 
 echo "bench: 16 LUKS2 volumes made the article's way (PBKDF2 keyslots: the open is not measured)" >&2
 volumes=()

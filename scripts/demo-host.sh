@@ -9,25 +9,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 bin=$PWD/$(scripts/build.sh)
 
-work=$(mktemp -d /tmp/vault-luks-demo.XXXXXX)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo "demo: starting OpenBao, transit the article's way: transit/keys/luks, policy transit-luks"
-eval "$(tests/fixtures/openbao-dev.sh "$work/bao.log")"
-pids+=("$BAO_PID")
-
-echo "demo: Exoscale metadata and auth-plugin stand-ins (role storage -> transit-luks)"
-tests/standins/exoscale_standin.py --upstream "$BAO_ADDR" --role storage=transit-luks >"$work/ports" 2>"$work/standin.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/ports" ] && break; sleep 0.1; done
-vault_port=$(jq -r .vault_port "$work/ports")
-metadata_port=$(jq -r .metadata_port "$work/ports")
+# shellcheck source=tests/fixtures/host-vault.sh
+. tests/fixtures/host-vault.sh
+echo "demo: starting OpenBao, transit the article's way: transit/keys/luks, policy transit-luks,"
+echo "demo: and the Exoscale metadata and auth-plugin stand-ins (role storage -> transit-luks)"
+host_vault_start vault-luks-demo
 
 echo "demo: a LUKS2 volume made with the article's commands (argon2id)"
 tests/fixtures/article-volume.sh "$work/lv.luks.img" "$work/luks.passphrase" luks
