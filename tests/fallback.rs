@@ -23,7 +23,8 @@ impl Case {
     fn new(name: &str, faults: &[&str]) -> Case {
         let sb = Sandbox::new(name);
         let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
-        add_backup_passphrase(&sb, &vol);
+        // The backup passphrase the article tells users to keep: a second keyslot.
+        vol.add_passphrase(BACKUP, None);
         let mut args = Vec::new();
         for f in faults {
             args.push("--fault");
@@ -93,26 +94,6 @@ fn repo_path(p: &str) -> String {
         .join(p)
         .display()
         .to_string()
-}
-
-/// The backup passphrase the article tells users to keep: a second keyslot.
-fn add_backup_passphrase(sb: &Sandbox, vol: &Volume) {
-    let ciphertext = std::fs::read_to_string(&vol.ciphertext_file).unwrap();
-    let key = bao().decrypt("luks", ciphertext.trim());
-    let key_file = sb.write("key", &key);
-    let backup_file = sb.write("backup", BACKUP);
-    let ok = Command::new("cryptsetup")
-        .args(["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2"])
-        .args(["--pbkdf-force-iterations", "1000", "--key-file"])
-        .arg(&key_file)
-        .arg(&vol.image)
-        .arg(&backup_file)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "luksAddKey");
-    std::fs::remove_file(key_file).unwrap();
-    std::fs::remove_file(backup_file).unwrap();
 }
 
 fn alive(pid: u32) -> bool {
@@ -293,7 +274,7 @@ fn a_healthy_vault_never_prompts() {
 fn each_locked_volume_gets_its_own_prompt() {
     let mut case = Case::new("prompt-two", &[]);
     let data = case.sb.article_volume("data", "luks", FAST_ARGON2);
-    add_backup_passphrase(&case.sb, &data);
+    data.add_passphrase(BACKUP, None);
     case.config = config_for(
         &case.standin,
         &[("luks", &case.vol, "luks"), ("data", &data, "luks")],

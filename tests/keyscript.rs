@@ -22,12 +22,7 @@ fn the_key_goes_to_stdout_exactly_and_opens_the_volume() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let expected = bao().decrypt(
-        "luks",
-        std::fs::read_to_string(&vol.ciphertext_file)
-            .unwrap()
-            .trim(),
-    );
+    let expected = vol.key("luks");
     assert_eq!(
         String::from_utf8(out.stdout.clone()).unwrap(),
         expected,

@@ -138,12 +138,7 @@ fn enroll_adds_a_keyslot_beside_the_articles_passphrase() {
     let standin = Standin::start(&[]);
     let (sb, config, _) = fresh("enroll-add", &standin);
     let vol = sb.article_volume("article", "luks", FAST_ARGON2);
-    let backup = bao().decrypt(
-        "luks",
-        std::fs::read_to_string(&vol.ciphertext_file)
-            .unwrap()
-            .trim(),
-    );
+    let backup = vol.key("luks");
     let wrong = sb.write("wrong", "not the passphrase");
     let before = sha256(&vol.image);
     enroll(
@@ -233,12 +228,7 @@ fn vault_key_is_tried_in_its_keyslot_alone() {
         "1",
     ];
     let vol = sb.article_volume("article", "luks", &argon2_256m);
-    let backup = bao().decrypt(
-        "luks",
-        std::fs::read_to_string(&vol.ciphertext_file)
-            .unwrap()
-            .trim(),
-    );
+    let backup = vol.key("luks");
     let backup_file = sb.write("backup", &backup);
     enroll(
         &sb,
@@ -289,7 +279,7 @@ fn a_stale_keyslot_falls_back_to_every_keyslot() {
     let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
     // The article's key is in keyslot 0; keyslot 5 is empty, keyslot 1 holds another
     // passphrase.
-    add_keyslot(&vol, "another passphrase", 1);
+    vol.add_passphrase("another passphrase", Some(1));
     for stale in [5, 1] {
         cfg["volumes"][0]["keyslot"] = json!(stale);
         let config = sb.write_config(&cfg);
@@ -302,32 +292,6 @@ fn a_stale_keyslot_falls_back_to_every_keyslot() {
         assert!(sb.is_open("luks"));
         std::fs::remove_file(sb.state.join("active-luks")).unwrap();
     }
-}
-
-/// `passphrase` in keyslot `slot` of an article volume (cheap PBKDF2), authorised by its key.
-fn add_keyslot(vol: &Volume, passphrase: &str, slot: u32) {
-    let ciphertext = std::fs::read_to_string(&vol.ciphertext_file).unwrap();
-    let key = bao().decrypt("luks", ciphertext.trim());
-    let dir = vol.image.parent().unwrap();
-    let (key_file, new_file) = (dir.join("old-key"), dir.join("new-key"));
-    std::fs::write(&key_file, key).unwrap();
-    std::fs::write(&new_file, passphrase).unwrap();
-    let ok = Command::new("cryptsetup")
-        .args(["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2"])
-        .args([
-            "--pbkdf-force-iterations",
-            "1000",
-            "--key-slot",
-            &slot.to_string(),
-        ])
-        .arg("--key-file")
-        .arg(&key_file)
-        .arg(&vol.image)
-        .arg(&new_file)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "luksAddKey");
 }
 
 #[test]

@@ -33,12 +33,7 @@ fn an_article_volume_opens_unchanged_and_nothing_leaks() {
     assert_eq!(standin.requests("/v1/auth/token/revoke-self"), 1);
 
     // The key (the article's plaintext) and the token reach no argv, environment or log line.
-    let key = bao().decrypt(
-        "luks",
-        std::fs::read_to_string(&vol.ciphertext_file)
-            .unwrap()
-            .trim(),
-    );
+    let key = vol.key("luks");
     assert_eq!(key.len(), 32, "openssl rand -base64 24 is 32 characters");
     let argv = sb.wrapper_log("argv.log");
     let env = sb.wrapper_log("env.log");
@@ -67,12 +62,7 @@ fn strace_sees_the_key_only_in_the_pipe_and_the_token_only_on_the_wire() {
     let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
     let standin = Standin::start(&[]);
     let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
-    let key = bao().decrypt(
-        "luks",
-        std::fs::read_to_string(&vol.ciphertext_file)
-            .unwrap()
-            .trim(),
-    );
+    let key = vol.key("luks");
 
     let trace = sb.dir.join("strace.log");
     let inner = sb.command(&config, &["unlock"]);

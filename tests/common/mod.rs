@@ -449,6 +449,39 @@ pub struct Volume {
     pub ciphertext_file: PathBuf,
 }
 
+impl Volume {
+    /// The key the volume was made with: its ciphertext file decrypted by `bao()`'s transit
+    /// key `transit_key`.
+    pub fn key(&self, transit_key: &str) -> String {
+        let ciphertext = std::fs::read_to_string(&self.ciphertext_file).unwrap();
+        bao().decrypt(transit_key, ciphertext.trim())
+    }
+
+    /// `passphrase` in a new PBKDF2 keyslot (`slot`, else the first free one), authorised by
+    /// the key (transit key `luks`).
+    pub fn add_passphrase(&self, passphrase: &str, slot: Option<u32>) {
+        let dir = self.image.parent().unwrap();
+        let (key_file, new_file) = (dir.join("old-key"), dir.join("new-key"));
+        std::fs::write(&key_file, self.key("luks")).unwrap();
+        std::fs::write(&new_file, passphrase).unwrap();
+        let slot = slot.map(|n| n.to_string());
+        let ok = Command::new("cryptsetup")
+            .args(["luksAddKey", "--batch-mode", "--pbkdf", "pbkdf2"])
+            .args(["--pbkdf-force-iterations", "1000"])
+            .args(slot.iter().flat_map(|n| ["--key-slot", n.as_str()]))
+            .arg("--key-file")
+            .arg(&key_file)
+            .arg(&self.image)
+            .arg(&new_file)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "luksAddKey");
+        std::fs::remove_file(key_file).unwrap();
+        std::fs::remove_file(new_file).unwrap();
+    }
+}
+
 /// One test's directory: images, config, the cryptsetup wrapper and its state.
 pub struct Sandbox {
     pub dir: PathBuf,
