@@ -598,8 +598,11 @@ vm_stop_log_reader() {
 }
 
 # vm_result KEY [LOG]: the value of the last "VMTEST RESULT KEY=VALUE" line (CR stripped); empty if none.
+# The value ends at a space or a '[': the kernel prints on the same serial console, and a printk
+# record ("[   52.1] ...") can land right after the value, before the guest's newline (seen: 'yes[').
+# No value the guests report holds a '['.
 vm_result() {
-    grep -a -o -E "VMTEST RESULT $1=[^[:space:]]*" "${2:-$VM_LOG}" | tail -n 1 | cut -d= -f2- || true
+    grep -a -o -E "VMTEST RESULT $1=[^[[:space:]]*" "${2:-$VM_LOG}" | tail -n 1 | cut -d= -f2- || true
 }
 
 # vm_expect KEY VALUE: fail unless the guest reported KEY=VALUE.
