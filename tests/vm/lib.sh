@@ -376,7 +376,8 @@ VM_APPEND_BASE="root=/dev/vda rw console=ttyS0 panic=1"
 # vm_provision KERNEL INITRD ROOT_IMG DATA_IMG KEY_FILE MARKER_FILE [FILE...]: the provisioning boot
 # (init=): the blank DATA_IMG becomes PV + vg.flex/lv.luks + LUKS2 (argon2id, key = KEY_FILE's exact
 # bytes) + ext4 holding MARKER_FILE as /vmtest-marker; FILEs are more inputs of guest/provision.sh
-# (backup, extra, key-NAME). Its results (header_NAME) stay readable with vm_result. Give it the flavour's stock initramfs (built before any unlock
+# (backup, extra, key-NAME). VM_PROVISION_SCRIPT: another guest script in its place (the boot
+# benchmark's guest/provision-bench.sh). Its results (header_NAME) stay readable with vm_result. Give it the flavour's stock initramfs (built before any unlock
 # integration is put into the root): an initramfs that expects the volume waits for it (dracut with
 # rd.lvm.lv= in its cmdline.d waits for the LV for minutes) or tries to unlock it.
 vm_provision() {
@@ -387,7 +388,7 @@ vm_provision() {
     cp "$marker" "$dir/marker"
     echo /dev/vdb >"$dir/data-dev"
     [ $# = 0 ] || cp -- "$@" "$dir/"
-    vm_io_disk "$VM_WORK/provision-io.img" "$VM_LIB_DIR/guest/provision.sh" "$dir"/*
+    vm_io_disk "$VM_WORK/provision-io.img" "${VM_PROVISION_SCRIPT:-$VM_LIB_DIR/guest/provision.sh}" "$dir"/*
     rm -rf -- "$dir"
     vm_start provision "$kernel" "$initrd" "$VM_APPEND_BASE init=/vmtest/init" \
         "$rootimg" "$data" "$VM_WORK/provision-io.img"
