@@ -75,14 +75,16 @@ vault_luks_local_nic_drivers() {
 installkernel() {
     instmods dm_crypt aesni_intel xts
     if [[ $(vault_luks_network_mode) == own ]]; then
-        # The virtual NICs of the clouds (virtio, Xen, Hyper-V, VMware, AWS, Google, Azure) and
-        # this machine's. Not every wired Ethernet driver: in a generic image (Debian's default,
-        # hostonly="no") those are 8.5 MB compressed, six times what vault-luks and cryptsetup
-        # add (benches/boot.sh). An image made for other hardware names its drivers in a
-        # dracut.conf.d file: vault_luks_nic_drivers="ixgbe i40e", or "all" for every one.
+        # virtio (the KVM clouds: Exoscale, OpenStack, ...) and this machine's NICs, which the
+        # check after every build requires. Not every wired Ethernet driver: in a generic image
+        # (Debian's default, hostonly="no") those are 8.5 MB compressed, six times what
+        # vault-luks and cryptsetup add, and the other clouds' virtual NICs (ENA, gVNIC, MANA,
+        # Hyper-V, VMware, Xen) another 0.3 MB (benches/boot.sh). An image made on one machine
+        # for other hardware names its drivers in a dracut.conf.d file:
+        # vault_luks_nic_drivers="ena ixgbe", or "all" for every wired Ethernet driver.
         local driver
         # shellcheck disable=SC2046 # one module name per word
-        instmods virtio_net xen-netfront hv_netvsc vmxnet3 ena gve mana af_packet $(vault_luks_local_nic_drivers)
+        instmods virtio_net af_packet $(vault_luks_local_nic_drivers)
         for driver in ${vault_luks_nic_drivers:-}; do
             if [[ $driver == all ]]; then
                 instmods '=drivers/net/ethernet'

@@ -187,6 +187,19 @@ if [ "${VM_VARIANT:-}" = minimal ] && [ "$flavour" = dracut ]; then
     rm -f "$root/tmp/initrd-dracut-mode.img"
     vm_network_mode "$root" own
     vm_log "ok   vault_luks_network=dracut without dracut-network: dracut said so, and check --image refused the image"
+    # An image for other hardware: vault_luks_nic_drivers adds drivers by name, and a name the
+    # kernel has no module for is a warning while dracut builds.
+    echo 'vault_luks_nic_drivers="ena no_such_nic"' >"$root/etc/dracut.conf.d/91-vmtest-nics.conf"
+    vm_chroot_mount "$root"
+    vm_chroot "$root" dracut --force --no-hostonly --kver "$(vm_guest_kver "$root")" /tmp/initrd-nics.img \
+        >"$VM_WORK/dracut-nics.log" 2>&1 || { tail -n 20 "$VM_WORK/dracut-nics.log" >&2; vm_die "dracut failed with vault_luks_nic_drivers set"; }
+    vm_chroot "$root" lsinitrd /tmp/initrd-nics.img >"$VM_WORK/dracut-nics.list" 2>&1
+    vm_chroot_umount "$root"
+    rm -f "$root/tmp/initrd-nics.img" "$root/etc/dracut.conf.d/91-vmtest-nics.conf"
+    grep -q '/ena\.ko' "$VM_WORK/dracut-nics.list" || vm_die "vault_luks_nic_drivers=\"ena ...\" did not put ena into the image"
+    grep -q 'vault_luks_nic_drivers names no_such_nic, which this kernel has no module for' "$VM_WORK/dracut-nics.log" ||
+        { grep -i nic "$VM_WORK/dracut-nics.log" >&2; vm_die "dracut did not warn about the unknown NIC driver"; }
+    vm_log "ok   vault_luks_nic_drivers: ena added by name, no_such_nic named in a warning"
 fi
 
 if wants fallback; then
