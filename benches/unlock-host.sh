@@ -48,9 +48,10 @@ ln -s "$PWD/tests/fixtures/cryptsetup-wrapper" "$work/bin/cryptsetup"
 run() {
 	local state=$work/state-$1 t0
 	rm -rf "$state"
-	mkdir -p "$state"
+	mkdir -p "$state/sys/block"
 	t0=$EPOCHREALTIME
-	env -i PATH="$work/bin:$PATH" VAULT_LUKS_TEST_STATE="$state" VAULT_LUKS_PROC_CMDLINE=/dev/null \
+	env -i PATH="$work/bin:$PATH" VAULT_LUKS_TEST_STATE="$state" VAULT_LUKS_SYSFS="$state/sys" \
+		VAULT_LUKS_PROC_CMDLINE=/dev/null \
 		"$bin" --config "$work/config-$1.json" unlock --no-prompt 2>"$state/stderr" ||
 		{
 			cat "$state/stderr" >&2

@@ -188,6 +188,36 @@ fn vault_coming_back_while_the_prompt_is_up_wins() {
     assert!(!alive(prompts[0].0), "the asker was stopped");
 }
 
+/// Opened by someone else while the prompt is up (an operator over SSH): the kernel's
+/// device-mapper table (sysfs) shows it, the prompt is taken away, and that is success.
+#[test]
+fn a_volume_opened_elsewhere_during_the_prompt_ends_it() {
+    let mut case = Case::new("prompt-opened-elsewhere", &[]);
+    case.config["vault"]["address"] = json!(closed_port_url());
+    case.answers(&[]);
+    let run = std::thread::scope(|s| {
+        let runner = s.spawn(|| case.run(&["--prompt"]));
+        let start = Instant::now();
+        while case.prompts().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no prompt came up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        case.sb.show_in_sysfs("luks");
+        runner.join().unwrap()
+    });
+    run.assert_code(0)
+        .assert_stderr("luks: opened by another process meanwhile")
+        .assert_stderr("luks: passphrase prompt withdrawn: the volume is open")
+        // Seen at the next check (every 2 s), not at the 30 s deadline.
+        .assert_within(Duration::from_secs(15));
+    let argv = case.sb.wrapper_log("argv.log");
+    assert!(!argv.contains("status"), "{argv}");
+    assert!(!alive(case.prompts()[0].0), "the asker was stopped");
+}
+
 #[test]
 fn nobody_answering_ends_at_the_prompt_deadline_with_vaults_reason() {
     let mut case = Case::new("prompt-nobody", &[]);

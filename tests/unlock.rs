@@ -145,6 +145,58 @@ fn a_volume_already_open_is_success_without_network() {
     assert!(!sb.wrapper_log("argv.log").contains("open --key-file"));
 }
 
+/// The kernel's device-mapper table (sysfs) says what is open, and the LUKS2 header is read
+/// from the device: a volume another process opened (only the kernel knows) is left alone, the
+/// other opened, and cryptsetup starts for the open alone: no `status`, no `luksDump`.
+#[test]
+fn a_volume_opened_elsewhere_is_seen_in_sysfs_and_only_open_starts_cryptsetup() {
+    let sb = Sandbox::new("sysfs-open");
+    let a = sb.article_volume("a", "luks", FAST_ARGON2);
+    let b = sb.article_volume("b", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(
+        &standin,
+        &[("a", &a, "luks"), ("b", &b, "luks")],
+    ));
+    sb.show_in_sysfs("a");
+    sb.run(&config, &["unlock"])
+        .assert_code(0)
+        .assert_stderr("a: already open as /dev/mapper/a, nothing to do")
+        .assert_stderr("b: unlocked as /dev/mapper/b");
+    assert!(sb.is_open("b"));
+    let argv = sb.wrapper_log("argv.log");
+    assert_eq!(
+        argv,
+        format!("open --key-file=- {} b\n", b.image.display()),
+        "cryptsetup ran for something else than the open"
+    );
+}
+
+/// Without sysfs (not mounted: a chroot, a container), `cryptsetup status` answers, for
+/// unlock and for close, as before.
+#[test]
+fn without_sysfs_cryptsetup_status_says_what_is_open() {
+    let sb = Sandbox::new("no-sysfs");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+    let without_sysfs = |args: &[&str]| {
+        let mut cmd = sb.command(&config, args);
+        cmd.env("VAULT_LUKS_SYSFS", sb.dir.join("not-mounted"));
+        sb.run_command(cmd)
+    };
+    sb.mark_open("luks", &vol.image);
+    without_sysfs(&["unlock"])
+        .assert_code(0)
+        .assert_stderr("luks: already open as /dev/mapper/luks, nothing to do");
+    without_sysfs(&["close", "luks"])
+        .assert_code(0)
+        .assert_stderr("luks: closed");
+    assert!(!sb.is_open("luks"));
+    let argv = sb.wrapper_log("argv.log");
+    assert_eq!(argv.matches("status luks").count(), 2, "{argv}");
+}
+
 #[test]
 fn volumes_sharing_a_key_are_decrypted_in_one_batch() {
     let sb = Sandbox::new("batch");
@@ -529,7 +581,7 @@ fn late_unlocks_what_the_initramfs_never_tried_and_says_why() {
     assert_eq!(standin.requests("/v1/auth/exoscale/login"), 1);
 
     // vault-luks stopped in the initramfs before it could ask anyone (here: killed by SIGABRT).
-    let _ = std::fs::remove_file(sb.state.join("active-luks"));
+    sb.mark_closed("luks");
     late(&sb, &config, Some("134"))
         .assert_code(0)
         .assert_stderr("luks: not open: vault-luks ended with status 134 in the initramfs before it could ask anyone")
