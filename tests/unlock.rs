@@ -225,6 +225,66 @@ fn volumes_sharing_a_key_are_decrypted_in_one_batch() {
     );
 }
 
+/// Vault's keys for several volumes are opened a few at a time (never more than four
+/// cryptsetup at once, each told to derive memory-hard keyslots one at a time across them),
+/// and the volumes whose key is refused are reported in the configuration's order, whichever
+/// open finished first.
+#[test]
+fn several_volumes_open_a_few_at_a_time_and_failures_keep_their_order() {
+    let sb = Sandbox::new("concurrent");
+    let vols: Vec<Volume> = (0..6)
+        .map(|i| sb.article_volume(&format!("v{i}"), "luks", FAST_ARGON2))
+        .collect();
+    let names: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
+    let standin = Standin::start(&[]);
+    let entries: Vec<(&str, &Volume, &str)> = names
+        .iter()
+        .zip(&vols)
+        .map(|(n, v)| (n.as_str(), v, "luks"))
+        .collect();
+    let mut cfg = config_for(&standin, &entries);
+    // v1 and v4 get each other's key; v1's open is slow, so v4's refusal comes first.
+    cfg["volumes"][1]["ciphertext_file"] = json!(vols[4].ciphertext_file);
+    cfg["volumes"][4]["ciphertext_file"] = json!(vols[1].ciphertext_file);
+    std::fs::write(sb.state.join("slow-open-v1"), "1").unwrap();
+    let config = sb.write_config(&cfg);
+    let run = sb.run(&config, &["unlock"]);
+    run.assert_code(1)
+        .assert_stderr("2 of 6 volumes stayed locked: v1, v4");
+    let v1 = run.stderr.find("error: v1: ").expect("v1's failure");
+    let v4 = run.stderr.find("error: v4: ").expect("v4's failure");
+    assert!(v1 < v4, "failures out of order:\n{}", run.stderr);
+    for ok in ["v0", "v2", "v3", "v5"] {
+        assert!(sb.is_open(ok), "{ok} stayed locked:\n{}", run.stderr);
+    }
+    let argv = sb.wrapper_log("argv.log");
+    assert_eq!(
+        argv.matches(" --serialize-memory-hard-pbkdf ").count(),
+        argv.lines().count(),
+        "{argv}"
+    );
+    // How many cryptsetup ran at once, from the wrapper's call intervals.
+    let calls: Vec<(f64, f64)> = sb
+        .wrapper_log("calls.log")
+        .lines()
+        .map(|l| {
+            let t: Vec<f64> = l.split(' ').skip(1).map(|x| x.parse().unwrap()).collect();
+            (t[0], t[1])
+        })
+        .collect();
+    let most = calls
+        .iter()
+        .map(|&(start, _)| {
+            calls
+                .iter()
+                .filter(|&&(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!((2..=4).contains(&most), "{most} cryptsetup at once");
+}
+
 #[test]
 fn named_volumes_only() {
     let sb = Sandbox::new("named");
