@@ -72,6 +72,23 @@ impl Case {
         run
     }
 
+    /// `unlock --prompt`, and `meanwhile` once the first prompt is up.
+    fn run_with_prompt_up(&self, meanwhile: impl FnOnce()) -> Run {
+        std::thread::scope(|s| {
+            let runner = s.spawn(|| self.run(&["--prompt"]));
+            let start = Instant::now();
+            while self.prompts().is_empty() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "no prompt came up"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            meanwhile();
+            runner.join().unwrap()
+        })
+    }
+
     /// Each prompt: (pid, volume, question).
     fn prompts(&self) -> Vec<(u32, String, String)> {
         self.sb
@@ -159,19 +176,7 @@ fn vault_coming_back_while_the_prompt_is_up_wins() {
     // Vault's key goes to its keyslot alone, also when it wins the race.
     case.config["volumes"][0]["keyslot"] = json!(0);
     case.answers(&[]);
-    let run = std::thread::scope(|s| {
-        let runner = s.spawn(|| case.run(&["--prompt"]));
-        let start = Instant::now();
-        while case.prompts().is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no prompt came up"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        case.standin.set_faults(r#"{"clear_all": true}"#);
-        runner.join().unwrap()
-    });
+    let run = case.run_with_prompt_up(|| case.standin.set_faults(r#"{"clear_all": true}"#));
     run.assert_code(0)
         .assert_stderr("503")
         .assert_stderr("luks: unlocked as /dev/mapper/luks with Vault's key")
@@ -195,19 +200,7 @@ fn a_volume_opened_elsewhere_during_the_prompt_ends_it() {
     let mut case = Case::new("prompt-opened-elsewhere", &[]);
     case.config["vault"]["address"] = json!(closed_port_url());
     case.answers(&[]);
-    let run = std::thread::scope(|s| {
-        let runner = s.spawn(|| case.run(&["--prompt"]));
-        let start = Instant::now();
-        while case.prompts().is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no prompt came up"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        case.sb.show_in_sysfs("luks");
-        runner.join().unwrap()
-    });
+    let run = case.run_with_prompt_up(|| case.sb.show_in_sysfs("luks"));
     run.assert_code(0)
         .assert_stderr("luks: opened by another process meanwhile")
         .assert_stderr("luks: passphrase prompt withdrawn: the volume is open")

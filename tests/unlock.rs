@@ -150,14 +150,7 @@ fn a_volume_already_open_is_success_without_network() {
 /// other opened, and cryptsetup starts for the open alone: no `status`, no `luksDump`.
 #[test]
 fn a_volume_opened_elsewhere_is_seen_in_sysfs_and_only_open_starts_cryptsetup() {
-    let sb = Sandbox::new("sysfs-open");
-    let a = sb.article_volume("a", "luks", FAST_ARGON2);
-    let b = sb.article_volume("b", "luks", FAST_ARGON2);
-    let standin = Standin::start(&[]);
-    let config = sb.write_config(&config_for(
-        &standin,
-        &[("a", &a, "luks"), ("b", &b, "luks")],
-    ));
+    let (sb, _standin, config, [_, b]) = volumes_a_and_b("sysfs-open");
     sb.show_in_sysfs("a");
     sb.run(&config, &["unlock"])
         .assert_code(0)
@@ -285,9 +278,9 @@ fn several_volumes_open_a_few_at_a_time_and_failures_keep_their_order() {
     assert!((2..=4).contains(&most), "{most} cryptsetup at once");
 }
 
-#[test]
-fn named_volumes_only() {
-    let sb = Sandbox::new("named");
+/// Volumes `a` and `b` (transit key luks), a stand-in, and a config for both.
+fn volumes_a_and_b(name: &str) -> (Sandbox, Standin, std::path::PathBuf, [Volume; 2]) {
+    let sb = Sandbox::new(name);
     let a = sb.article_volume("a", "luks", FAST_ARGON2);
     let b = sb.article_volume("b", "luks", FAST_ARGON2);
     let standin = Standin::start(&[]);
@@ -295,6 +288,12 @@ fn named_volumes_only() {
         &standin,
         &[("a", &a, "luks"), ("b", &b, "luks")],
     ));
+    (sb, standin, config, [a, b])
+}
+
+#[test]
+fn named_volumes_only() {
+    let (sb, _standin, config, _) = volumes_a_and_b("named");
     sb.run(&config, &["unlock", "b"]).assert_code(0);
     assert!(sb.is_open("b") && !sb.is_open("a"));
     sb.run(&config, &["unlock", "nope"])

@@ -136,9 +136,9 @@ mod tests {
             .expect("cryptsetup (scripts/setup.sh installs it)")
     }
 
-    /// A LUKS2 (or LUKS1) image file made by the real cryptsetup, with a token on LUKS2, in a
-    /// directory of its own.
-    fn image(name: &str, version: u32) -> (PathBuf, PathBuf) {
+    /// A LUKS2 (or LUKS1) image file made by the real cryptsetup (`extra`: more luksFormat
+    /// options), with a token on LUKS2, in a directory of its own.
+    fn image(name: &str, version: u32, extra: &[&str]) -> (PathBuf, PathBuf) {
         let cs = cryptsetup();
         let dir =
             std::env::temp_dir().join(format!("vault-luks-luks2-{}-{name}", std::process::id()));
@@ -161,17 +161,16 @@ mod tests {
             assert!(c.wait().unwrap().success(), "cryptsetup {args:?}");
         };
         let format = format!("--type=luks{version}");
-        run(
-            &[
-                "luksFormat",
-                "--batch-mode",
-                &format,
-                "--pbkdf=pbkdf2",
-                "--pbkdf-force-iterations=1000",
-                "--key-file=-",
-            ],
-            b"passphrase",
-        );
+        let mut args = vec![
+            "luksFormat",
+            "--batch-mode",
+            &format,
+            "--pbkdf=pbkdf2",
+            "--pbkdf-force-iterations=1000",
+            "--key-file=-",
+        ];
+        args.extend(extra);
+        run(&args, b"passphrase");
         if version == 2 {
             let token = br#"{"type":"vault-luks","keyslots":["0"],"ciphertext":"vault:v1:abc"}"#;
             run(&["token", "import", "--json-file=-"], token);
@@ -206,16 +205,22 @@ mod tests {
 
     #[test]
     fn reads_what_cryptsetup_reads() {
-        let (dir, img) = image("same", 2);
-        let json = read(&img).unwrap();
-        assert_eq!(json, luks_dump(&img));
-        assert_eq!(json["tokens"]["0"]["ciphertext"], "vault:v1:abc");
-        std::fs::remove_dir_all(dir).unwrap();
+        // The default 16 KiB header, and a larger one (its secondary copy further on).
+        for (name, extra) in [
+            ("16k", &[][..]),
+            ("64k", &["--luks2-metadata-size=64k"][..]),
+        ] {
+            let (dir, img) = image(name, 2, extra);
+            let json = read(&img).unwrap();
+            assert_eq!(json, luks_dump(&img), "{name}");
+            assert_eq!(json["tokens"]["0"]["ciphertext"], "vault:v1:abc");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 
     #[test]
     fn a_damaged_primary_leaves_the_secondary() {
-        let (dir, img) = image("primary", 2);
+        let (dir, img) = image("primary", 2, &[]);
         // One byte of the primary's JSON area: its checksum no longer matches.
         patch(&img, BIN_LEN as u64 + 10, b"X");
         let json = read(&img).unwrap();
@@ -235,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_wrong_checksum_is_refused_and_the_higher_seqid_wins() {
-        let (dir, img) = image("csum", 2);
+        let (dir, img) = image("csum", 2, &[]);
         assert_eq!(seqid(&img, 0), seqid(&img, 0x4000));
         // The primary one write ahead (as if the secondary's update never landed), with a
         // checksum that does not match: the secondary is used.
@@ -275,7 +280,7 @@ mod tests {
 
     #[test]
     fn luks1_and_not_luks_are_errors_for_the_fallback() {
-        let (dir, img) = image("luks1", 1);
+        let (dir, img) = image("luks1", 1, &[]);
         let why = read(&img).unwrap_err();
         assert!(why.starts_with("LUKS1"), "{why}");
         std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
