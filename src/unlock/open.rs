@@ -2,8 +2,8 @@
 //! means in words an operator can act on. A volume someone else opened meanwhile (an operator
 //! over SSH, the other side of the race) counts as opened. Vault's keys for several volumes
 //! arrive together and are opened a few at a time, as systemd opens crypttab's volumes in
-//! parallel units: an open is mostly waiting (process start-up, device-mapper, udev), so
-//! sixteen volumes cost about what four do.
+//! parallel units: much of an open is waiting (process start-up, device-mapper, udev), which
+//! overlaps.
 
 use super::volumes::is_open;
 use crate::config::{Config, Volume};
