@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result, Step};
 use crate::luks::cryptsetup::{run, Input};
+use crate::luks::mapper::is_active;
 use crate::luks::mounts::mount_points;
 use crate::unlock::{locate_cryptsetup, select};
 use std::path::Path;
@@ -19,7 +20,7 @@ pub fn close(config: &Config, names: &[String], force: bool) -> Result<()> {
     let cs = locate_cryptsetup()?;
     let mut failed = Vec::new();
     for v in volumes {
-        match cs.is_active(&v.name, CLOSE_TIMEOUT) {
+        match is_active(Some(&cs), &v.name, CLOSE_TIMEOUT) {
             Ok(false) => crate::log::info(format_args!("{}: not open, nothing to do", v.name)),
             Ok(true) => {
                 let mapping = format!("/dev/mapper/{}", v.name);
@@ -36,7 +37,7 @@ pub fn close(config: &Config, names: &[String], force: bool) -> Result<()> {
                 match cs.exec(args, Input::Nothing, None, CLOSE_TIMEOUT) {
                     Ok(_) => crate::log::info(format_args!("{}: closed", v.name)),
                     // Someone else (blkdeactivate at shutdown, an operator) closed it meanwhile.
-                    Err(_) if cs.is_active(&v.name, CLOSE_TIMEOUT) == Ok(false) => {
+                    Err(_) if is_active(Some(&cs), &v.name, CLOSE_TIMEOUT) == Ok(false) => {
                         crate::log::info(format_args!(
                             "{}: closed meanwhile by another process, nothing to do",
                             v.name

@@ -18,7 +18,7 @@ pub fn collect(config: &Config, cs: Option<&Cryptsetup>) -> Value {
 }
 
 fn volume(v: &Volume, cs: Option<&Cryptsetup>) -> Value {
-    let active = cs.and_then(|cs| cs.is_active(&v.name, crate::unlock::STATUS_TIMEOUT).ok());
+    let active = crate::luks::mapper::is_active(cs, &v.name, crate::unlock::STATUS_TIMEOUT).ok();
     let header = cs
         .filter(|_| v.device.exists())
         .and_then(|cs| Header::read(cs, &v.device).ok());

@@ -72,6 +72,23 @@ impl Case {
         run
     }
 
+    /// `unlock --prompt`, and `meanwhile` once the first prompt is up.
+    fn run_with_prompt_up(&self, meanwhile: impl FnOnce()) -> Run {
+        std::thread::scope(|s| {
+            let runner = s.spawn(|| self.run(&["--prompt"]));
+            let start = Instant::now();
+            while self.prompts().is_empty() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "no prompt came up"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            meanwhile();
+            runner.join().unwrap()
+        })
+    }
+
     /// Each prompt: (pid, volume, question).
     fn prompts(&self) -> Vec<(u32, String, String)> {
         self.sb
@@ -159,19 +176,7 @@ fn vault_coming_back_while_the_prompt_is_up_wins() {
     // Vault's key goes to its keyslot alone, also when it wins the race.
     case.config["volumes"][0]["keyslot"] = json!(0);
     case.answers(&[]);
-    let run = std::thread::scope(|s| {
-        let runner = s.spawn(|| case.run(&["--prompt"]));
-        let start = Instant::now();
-        while case.prompts().is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no prompt came up"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        case.standin.set_faults(r#"{"clear_all": true}"#);
-        runner.join().unwrap()
-    });
+    let run = case.run_with_prompt_up(|| case.standin.set_faults(r#"{"clear_all": true}"#));
     run.assert_code(0)
         .assert_stderr("503")
         .assert_stderr("luks: unlocked as /dev/mapper/luks with Vault's key")
@@ -186,6 +191,24 @@ fn vault_coming_back_while_the_prompt_is_up_wins() {
     let prompts = case.prompts();
     assert_eq!(prompts.len(), 1);
     assert!(!alive(prompts[0].0), "the asker was stopped");
+}
+
+/// Opened by someone else while the prompt is up (an operator over SSH): the kernel's
+/// device-mapper table (sysfs) shows it, the prompt is taken away, and that is success.
+#[test]
+fn a_volume_opened_elsewhere_during_the_prompt_ends_it() {
+    let mut case = Case::new("prompt-opened-elsewhere", &[]);
+    case.config["vault"]["address"] = json!(closed_port_url());
+    case.answers(&[]);
+    let run = case.run_with_prompt_up(|| case.sb.show_in_sysfs("luks"));
+    run.assert_code(0)
+        .assert_stderr("luks: opened by another process meanwhile")
+        .assert_stderr("luks: passphrase prompt withdrawn: the volume is open")
+        // Seen at the next check (every 2 s), not at the 30 s deadline.
+        .assert_within(Duration::from_secs(15));
+    let argv = case.sb.wrapper_log("argv.log");
+    assert!(!argv.contains("status"), "{argv}");
+    assert!(!alive(case.prompts()[0].0), "the asker was stopped");
 }
 
 #[test]

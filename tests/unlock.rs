@@ -145,6 +145,51 @@ fn a_volume_already_open_is_success_without_network() {
     assert!(!sb.wrapper_log("argv.log").contains("open --key-file"));
 }
 
+/// The kernel's device-mapper table (sysfs) says what is open, and the LUKS2 header is read
+/// from the device: a volume another process opened (only the kernel knows) is left alone, the
+/// other opened, and cryptsetup starts for the open alone: no `status`, no `luksDump`.
+#[test]
+fn a_volume_opened_elsewhere_is_seen_in_sysfs_and_only_open_starts_cryptsetup() {
+    let (sb, _standin, config, [_, b]) = volumes_a_and_b("sysfs-open");
+    sb.show_in_sysfs("a");
+    sb.run(&config, &["unlock"])
+        .assert_code(0)
+        .assert_stderr("a: already open as /dev/mapper/a, nothing to do")
+        .assert_stderr("b: unlocked as /dev/mapper/b");
+    assert!(sb.is_open("b"));
+    let argv = sb.wrapper_log("argv.log");
+    assert_eq!(
+        argv,
+        format!("open --key-file=- {} b\n", b.image.display()),
+        "cryptsetup ran for something else than the open"
+    );
+}
+
+/// Without sysfs (not mounted: a chroot, a container), `cryptsetup status` answers, for
+/// unlock and for close, as before.
+#[test]
+fn without_sysfs_cryptsetup_status_says_what_is_open() {
+    let sb = Sandbox::new("no-sysfs");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&[]);
+    let config = sb.write_config(&config_for(&standin, &[("luks", &vol, "luks")]));
+    let without_sysfs = |args: &[&str]| {
+        let mut cmd = sb.command(&config, args);
+        cmd.env("VAULT_LUKS_SYSFS", sb.dir.join("not-mounted"));
+        sb.run_command(cmd)
+    };
+    sb.mark_open("luks", &vol.image);
+    without_sysfs(&["unlock"])
+        .assert_code(0)
+        .assert_stderr("luks: already open as /dev/mapper/luks, nothing to do");
+    without_sysfs(&["close", "luks"])
+        .assert_code(0)
+        .assert_stderr("luks: closed");
+    assert!(!sb.is_open("luks"));
+    let argv = sb.wrapper_log("argv.log");
+    assert_eq!(argv.matches("status luks").count(), 2, "{argv}");
+}
+
 #[test]
 fn volumes_sharing_a_key_are_decrypted_in_one_batch() {
     let sb = Sandbox::new("batch");
@@ -173,9 +218,69 @@ fn volumes_sharing_a_key_are_decrypted_in_one_batch() {
     );
 }
 
+/// Vault's keys for several volumes are opened a few at a time (never more than four
+/// cryptsetup at once, each told to derive memory-hard keyslots one at a time across them),
+/// and the volumes whose key is refused are reported in the configuration's order, whichever
+/// open finished first.
 #[test]
-fn named_volumes_only() {
-    let sb = Sandbox::new("named");
+fn several_volumes_open_a_few_at_a_time_and_failures_keep_their_order() {
+    let sb = Sandbox::new("concurrent");
+    let vols: Vec<Volume> = (0..6)
+        .map(|i| sb.article_volume(&format!("v{i}"), "luks", FAST_ARGON2))
+        .collect();
+    let names: Vec<String> = (0..6).map(|i| format!("v{i}")).collect();
+    let standin = Standin::start(&[]);
+    let entries: Vec<(&str, &Volume, &str)> = names
+        .iter()
+        .zip(&vols)
+        .map(|(n, v)| (n.as_str(), v, "luks"))
+        .collect();
+    let mut cfg = config_for(&standin, &entries);
+    // v1 and v4 get each other's key; v1's open is slow, so v4's refusal comes first.
+    cfg["volumes"][1]["ciphertext_file"] = json!(vols[4].ciphertext_file);
+    cfg["volumes"][4]["ciphertext_file"] = json!(vols[1].ciphertext_file);
+    std::fs::write(sb.state.join("slow-open-v1"), "1").unwrap();
+    let config = sb.write_config(&cfg);
+    let run = sb.run(&config, &["unlock"]);
+    run.assert_code(1)
+        .assert_stderr("2 of 6 volumes stayed locked: v1, v4");
+    let v1 = run.stderr.find("error: v1: ").expect("v1's failure");
+    let v4 = run.stderr.find("error: v4: ").expect("v4's failure");
+    assert!(v1 < v4, "failures out of order:\n{}", run.stderr);
+    for ok in ["v0", "v2", "v3", "v5"] {
+        assert!(sb.is_open(ok), "{ok} stayed locked:\n{}", run.stderr);
+    }
+    let argv = sb.wrapper_log("argv.log");
+    assert_eq!(
+        argv.matches(" --serialize-memory-hard-pbkdf ").count(),
+        argv.lines().count(),
+        "{argv}"
+    );
+    // How many cryptsetup ran at once, from the wrapper's call intervals.
+    let calls: Vec<(f64, f64)> = sb
+        .wrapper_log("calls.log")
+        .lines()
+        .map(|l| {
+            let t: Vec<f64> = l.split(' ').skip(1).map(|x| x.parse().unwrap()).collect();
+            (t[0], t[1])
+        })
+        .collect();
+    let most = calls
+        .iter()
+        .map(|&(start, _)| {
+            calls
+                .iter()
+                .filter(|&&(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!((2..=4).contains(&most), "{most} cryptsetup at once");
+}
+
+/// Volumes `a` and `b` (transit key luks), a stand-in, and a config for both.
+fn volumes_a_and_b(name: &str) -> (Sandbox, Standin, std::path::PathBuf, [Volume; 2]) {
+    let sb = Sandbox::new(name);
     let a = sb.article_volume("a", "luks", FAST_ARGON2);
     let b = sb.article_volume("b", "luks", FAST_ARGON2);
     let standin = Standin::start(&[]);
@@ -183,6 +288,12 @@ fn named_volumes_only() {
         &standin,
         &[("a", &a, "luks"), ("b", &b, "luks")],
     ));
+    (sb, standin, config, [a, b])
+}
+
+#[test]
+fn named_volumes_only() {
+    let (sb, _standin, config, _) = volumes_a_and_b("named");
     sb.run(&config, &["unlock", "b"]).assert_code(0);
     assert!(sb.is_open("b") && !sb.is_open("a"));
     sb.run(&config, &["unlock", "nope"])
@@ -529,7 +640,7 @@ fn late_unlocks_what_the_initramfs_never_tried_and_says_why() {
     assert_eq!(standin.requests("/v1/auth/exoscale/login"), 1);
 
     // vault-luks stopped in the initramfs before it could ask anyone (here: killed by SIGABRT).
-    let _ = std::fs::remove_file(sb.state.join("active-luks"));
+    sb.mark_closed("luks");
     late(&sb, &config, Some("134"))
         .assert_code(0)
         .assert_stderr("luks: not open: vault-luks ended with status 134 in the initramfs before it could ask anyone")

@@ -84,18 +84,25 @@ impl Cryptsetup {
 
     /// `cryptsetup open` with `key` on stdin. With a `keyslot`, only that keyslot is tried:
     /// cryptsetup otherwise derives every keyslot's key in order, and an argon2id passphrase
-    /// before Vault's PBKDF2 keyslot costs seconds and hundreds of MiB for nothing.
+    /// before Vault's PBKDF2 keyslot costs seconds and hundreds of MiB for nothing. `alongside`:
+    /// other opens run at the same time, so cryptsetup derives memory-hard (argon2) keyslot
+    /// keys one at a time across all of them (`--serialize-memory-hard-pbkdf`, made for boots
+    /// that activate devices in parallel): concurrent opens never need more memory than one.
     pub fn open(
         &self,
         device: &Path,
         name: &str,
         key: &Secret,
         keyslot: Option<u32>,
+        alongside: bool,
         timeout: Duration,
     ) -> Result<(), OpenError> {
         let keyslot = keyslot.map(|n| format!("--key-slot={n}"));
         let mut args: Vec<&std::ffi::OsStr> = vec!["open".as_ref(), "--key-file=-".as_ref()];
         args.extend(keyslot.as_deref().map(std::ffi::OsStr::new));
+        if alongside {
+            args.push("--serialize-memory-hard-pbkdf".as_ref());
+        }
         args.extend([device.as_os_str(), name.as_ref()]);
         self.exec(&args, Input::Key(key), None, timeout).map(|_| ())
     }

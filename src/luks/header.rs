@@ -1,6 +1,8 @@
-//! What the LUKS header says, read through cryptsetup: version, keyslots in use, and the
+//! What the LUKS header says: version, keyslots in use, and the
 //! `vault-luks` LUKS2 token that records a volume's own binding (Vault address, auth, transit
-//! key, ciphertext, keyslot), as clevis and systemd-cryptenroll record theirs.
+//! key, ciphertext, keyslot), as clevis and systemd-cryptenroll record theirs. LUKS2 is read
+//! from the device directly (`luks2`); LUKS1, and anything that read does not vouch for, through
+//! `cryptsetup luksDump`.
 
 use super::cryptsetup::{Cryptsetup, Input, OpenError};
 use serde_json::{json, Value};
@@ -99,6 +101,13 @@ impl Binding {
 
 impl Header {
     pub fn read(cs: &Cryptsetup, device: &Path) -> Result<Header, String> {
+        match super::luks2::read(device) {
+            Ok(json) => return Ok(from_luks2(&json)),
+            Err(why) => crate::log::debug(format_args!(
+                "{}: LUKS2 header not read directly ({why}): asking cryptsetup luksDump",
+                device.display()
+            )),
+        }
         let dev = device.as_os_str();
         match cs.exec(
             &["luksDump".as_ref(), "--dump-json-metadata".as_ref(), dev],
@@ -106,7 +115,9 @@ impl Header {
             None,
             TIMEOUT,
         ) {
-            Ok(out) => parse_luks2(&out.stdout),
+            Ok(out) => serde_json::from_slice(&out.stdout)
+                .map(|v| from_luks2(&v))
+                .map_err(|e| format!("cannot read the LUKS2 metadata: {e}")),
             Err(_) => {
                 // LUKS1 has no JSON area: read the text dump.
                 let out = cs
@@ -159,9 +170,7 @@ fn describe(e: &OpenError, device: &Path) -> String {
     }
 }
 
-fn parse_luks2(json: &[u8]) -> Result<Header, String> {
-    let v: Value =
-        serde_json::from_slice(json).map_err(|e| format!("cannot read the LUKS2 metadata: {e}"))?;
+fn from_luks2(v: &Value) -> Header {
     let ids = |key: &str| -> Vec<u32> {
         let mut ids: Vec<u32> = v
             .get(key)
@@ -175,11 +184,11 @@ fn parse_luks2(json: &[u8]) -> Result<Header, String> {
         .into_iter()
         .map(|id| (id, v["tokens"][id.to_string()].clone()))
         .collect();
-    Ok(Header {
+    Header {
         version: 2,
         keyslots: ids("keyslots"),
         tokens,
-    })
+    }
 }
 
 fn parse_luks1(dump: &str) -> Header {
@@ -202,7 +211,9 @@ mod tests {
 
     #[test]
     fn luks2_metadata_gives_keyslots_and_tokens() {
-        let h = parse_luks2(br#"{"keyslots":{"0":{},"2":{}},"tokens":{"1":{"type":"vault-luks","keyslots":["2"],"ciphertext":"vault:v1:x","transit_mount":"transit","transit_key":"luks"}}}"#).unwrap();
+        let h = from_luks2(
+            &json!({"keyslots":{"0":{},"2":{}},"tokens":{"1":{"type":"vault-luks","keyslots":["2"],"ciphertext":"vault:v1:x","transit_mount":"transit","transit_key":"luks"}}}),
+        );
         assert_eq!(h.keyslots, vec![0, 2]);
         assert_eq!(h.free_keyslot(), Some(1));
         let (id, b) = h.binding().unwrap();

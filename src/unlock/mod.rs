@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::error::{Error, Result, Step};
 use crate::luks::Cryptsetup;
 use crate::retry::Deadline;
-use open::{open, KeyFrom};
+use open::{open_all, Job, KeyFrom};
 use volumes::{prepare, Failures, Pending};
 
 /// Unlocks the named volumes (all when none are named). With a `fallback`, a person may type a
@@ -63,10 +63,18 @@ fn with_vault_alone(
 ) -> Failures {
     let fetched = keys::fetch(config, pending, deadline);
     let mut failures = fetched.failures;
-    for (p, key) in fetched.keys {
-        let from = KeyFrom::Vault { keyslot: p.keyslot };
-        if let Err(e) = open(cs, config, &p.volume, &key, from) {
-            failures.push((p.volume.name.clone(), e));
+    let jobs: Vec<Job> = fetched
+        .keys
+        .iter()
+        .map(|(p, key)| Job {
+            volume: &p.volume,
+            key,
+            from: KeyFrom::Vault { keyslot: p.keyslot },
+        })
+        .collect();
+    for (job, result) in jobs.iter().zip(open_all(cs, config, &jobs)) {
+        if let Err(e) = result {
+            failures.push((job.volume.name.clone(), e));
         }
     }
     failures

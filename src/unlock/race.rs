@@ -7,7 +7,7 @@
 //! operator over SSH running `vault-luks unlock` or cryptsetup) ends its prompt too.
 
 use super::keys;
-use super::open::{open, KeyFrom};
+use super::open::{open, open_all, Job, KeyFrom};
 use super::volumes::{is_open, Failures, Pending};
 use crate::config::{Config, Volume};
 use crate::error::{Error, Step};
@@ -27,8 +27,9 @@ pub struct Fallback {
 }
 
 enum Event {
-    /// A volume's key and the keyslot it is expected in.
-    Key(String, Secret, Option<u32>),
+    /// Vault's keys, all that one fetch brought, opened together: each volume's name, key and
+    /// the keyslot it is expected in.
+    Keys(Vec<(String, Secret, Option<u32>)>),
     AutoFailed(String, Error),
     AutoDone,
     Typed(String, Secret),
@@ -229,7 +230,7 @@ impl Race<'_> {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Key(name, key, keyslot) => self.key_from_vault(&name, &key, keyslot),
+            Event::Keys(keys) => self.keys_from_vault(&keys),
             Event::AutoFailed(name, e) => {
                 if let Some(i) = self.position(&name) {
                     crate::log::error(format_args!("{}", e.clone().for_volume(&name)));
@@ -242,18 +243,36 @@ impl Race<'_> {
         }
     }
 
-    fn key_from_vault(&mut self, name: &str, key: &Secret, keyslot: Option<u32>) {
-        let Some(i) = self.position(name) else {
-            return;
-        };
-        let from = KeyFrom::Vault { keyslot };
-        match open(self.cs, self.config, &self.locked[i].0, key, from) {
-            Ok(()) => {
-                self.locked.remove(i);
-            }
-            Err(e) => {
-                crate::log::error(format_args!("{}", e.clone().for_volume(name)));
-                self.locked[i].1 = Some(e);
+    /// Opens, together, the volumes still locked that Vault's keys are for.
+    fn keys_from_vault(&mut self, keys: &[(String, Secret, Option<u32>)]) {
+        let volumes: Vec<(Volume, &Secret, Option<u32>)> = keys
+            .iter()
+            .filter_map(|(name, key, keyslot)| {
+                let i = self.position(name)?;
+                Some((self.locked[i].0.clone(), key, *keyslot))
+            })
+            .collect();
+        let jobs: Vec<Job> = volumes
+            .iter()
+            .map(|(volume, key, keyslot)| Job {
+                volume,
+                key,
+                from: KeyFrom::Vault { keyslot: *keyslot },
+            })
+            .collect();
+        for (job, result) in jobs.iter().zip(open_all(self.cs, self.config, &jobs)) {
+            let name = &job.volume.name;
+            let Some(i) = self.position(name) else {
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    self.locked.remove(i);
+                }
+                Err(e) => {
+                    crate::log::error(format_args!("{}", e.clone().for_volume(name)));
+                    self.locked[i].1 = Some(e);
+                }
             }
         }
         self.withdraw_if_done();
@@ -375,9 +394,11 @@ fn spawn_automatic(config: Config, pending: Vec<Pending>, tx: Sender) {
     std::thread::spawn(move || {
         let deadline = Deadline::after(config.timeouts.unlock);
         let fetched = keys::fetch(&config, &pending, &deadline);
-        for (p, key) in fetched.keys {
-            tx.send(Event::Key(p.volume.name.clone(), key, p.keyslot));
-        }
+        let keys = fetched.keys.into_iter();
+        tx.send(Event::Keys(
+            keys.map(|(p, key)| (p.volume.name.clone(), key, p.keyslot))
+                .collect(),
+        ));
         for (name, e) in fetched.failures {
             tx.send(Event::AutoFailed(name, e));
         }

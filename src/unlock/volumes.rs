@@ -11,7 +11,8 @@ use crate::retry::Deadline;
 use std::path::Path;
 use std::time::Duration;
 
-/// How long `cryptsetup status` may take: it only reads device-mapper state.
+/// How long `cryptsetup status` may take (asked only without sysfs): it only reads
+/// device-mapper state.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Volumes that stayed locked, each with why.
@@ -63,7 +64,7 @@ pub fn locate_cryptsetup() -> Result<Cryptsetup> {
 
 /// Whether `name` is open as /dev/mapper/NAME (a failed check counts as not open).
 pub fn is_open(cs: &Cryptsetup, name: &str) -> bool {
-    cs.is_active(name, STATUS_TIMEOUT).unwrap_or(false)
+    crate::luks::mapper::is_active(Some(cs), name, STATUS_TIMEOUT).unwrap_or(false)
 }
 
 /// Local checks; `None` when there is nothing to do for this volume.

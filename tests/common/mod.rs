@@ -2,7 +2,8 @@
 //! stand-ins in front of it (one per test, with that test's faults), LUKS2 image files made
 //! the article's way with the real cryptsetup, and a sandbox per test whose `cryptsetup` on
 //! PATH checks keys against the real header (`open --test-passphrase`: this host has no
-//! device-mapper) and records argv and environment for the secret-leak assertions.
+//! device-mapper), keeps the active mappings in an emulated sysfs that vault-luks reads
+//! (VAULT_LUKS_SYSFS), and records argv and environment for the secret-leak assertions.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -510,7 +511,7 @@ impl Sandbox {
         let _ = std::fs::remove_dir_all(&dir);
         let state = dir.join("state");
         let bin = dir.join("bin");
-        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(state.join("sys/block")).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
         std::os::unix::fs::symlink(
             repo().join("tests/fixtures/cryptsetup-wrapper"),
@@ -586,6 +587,7 @@ impl Sandbox {
             .env_clear()
             .env("PATH", path)
             .env("VAULT_LUKS_TEST_STATE", &self.state)
+            .env("VAULT_LUKS_SYSFS", self.sysfs())
             .env("VAULT_LUKS_PROC_CMDLINE", &self.cmdline)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -624,16 +626,56 @@ impl Sandbox {
         }
     }
 
-    pub fn is_open(&self, name: &str) -> bool {
-        self.state.join(format!("active-{name}")).exists()
+    /// The emulated sysfs the wrapper keeps and vault-luks reads.
+    pub fn sysfs(&self) -> PathBuf {
+        self.state.join("sys")
     }
 
+    /// Opened through the wrapper: its record, and the kernel's (sysfs) view.
+    pub fn is_open(&self, name: &str) -> bool {
+        let recorded = self.state.join(format!("active-{name}")).exists();
+        assert_eq!(
+            recorded,
+            self.sysfs_entry(name).is_some(),
+            "the wrapper's record and its sysfs disagree about {name}"
+        );
+        recorded
+    }
+
+    /// Opened by another process: the wrapper's record and the mapping in sysfs.
     pub fn mark_open(&self, name: &str, device: &Path) {
         std::fs::write(
             self.state.join(format!("active-{name}")),
             device.display().to_string(),
         )
         .unwrap();
+        self.show_in_sysfs(name);
+    }
+
+    /// A mapping only the kernel knows of, as sysfs shows it (dm-N, the lowest free N).
+    pub fn show_in_sysfs(&self, name: &str) {
+        let block = self.sysfs().join("block");
+        let free = (0..)
+            .map(|n| block.join(format!("dm-{n}")))
+            .find(|d| !d.exists())
+            .unwrap();
+        std::fs::create_dir_all(free.join("dm")).unwrap();
+        std::fs::write(free.join("dm/name"), format!("{name}\n")).unwrap();
+    }
+
+    /// Closed by another process.
+    pub fn mark_closed(&self, name: &str) {
+        let _ = std::fs::remove_file(self.state.join(format!("active-{name}")));
+        if let Some(dir) = self.sysfs_entry(name) {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    fn sysfs_entry(&self, name: &str) -> Option<PathBuf> {
+        let block = std::fs::read_dir(self.sysfs().join("block")).ok()?;
+        block.flatten().map(|e| e.path()).find(|d| {
+            std::fs::read_to_string(d.join("dm/name")).is_ok_and(|n| n.trim_end() == name)
+        })
     }
 
     pub fn wrapper_log(&self, which: &str) -> String {
