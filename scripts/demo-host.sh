@@ -33,7 +33,7 @@ echo
 echo "demo: vault-luks unlock"
 # As at boot: no token and no address in the environment (they would override the login).
 run() {
-	env -u BAO_ADDR -u BAO_TOKEN PATH="$work/bin:$PATH" VAULT_LUKS_TEST_STATE="$work/state" \
+	env -u BAO_ADDR -u BAO_TOKEN PATH="$work/bin:$PATH" VAULT_LUKS_TEST_STATE="$work/state" VAULT_LUKS_SYSFS="$work/state/sys" \
 		VAULT_LUKS_PROC_CMDLINE=/dev/null "$bin" --config "$work/config.json" "$@"
 }
 run unlock

@@ -313,7 +313,7 @@ case_vault_by_name() {
 	 \"auth\": {\"method\": \"token\", \"token_file\": \"$work/token\"}, \"timeouts\": {\"unlock\": 30},
 	 \"volumes\": [{\"name\": \"vol\", \"device\": \"$work/vol.img\", \"ciphertext_file\": \"$work/ct\", \"transit\": {\"key\": \"luks\"}}]}" >"$work/config.json"
 	snapshot before
-	VAULT_LUKS_TEST_STATE=$work/state PATH=$work/bin:$PATH run true unlock --no-prompt
+	VAULT_LUKS_TEST_STATE=$work/state VAULT_LUKS_SYSFS=$work/state/sys PATH=$work/bin:$PATH run true unlock --no-prompt
 	[ "$rc" = 0 ] || fail "vault-by-name: exit $rc"
 	grep -q 'network: no route to the internet (default route); configuring it' "$work/err" || fail "vault-by-name: did not configure the network"
 	grep -q 'vol: unlocked as /dev/mapper/vol' "$work/err" || fail "vault-by-name: not unlocked"
@@ -335,7 +335,7 @@ case_prompt_wins() {
 	echo 'vault:v1:bm90IHVzZWQ=' >"$work/ct"
 	config ", \"timeouts\": {\"unlock\": 30}, \"volumes\": [{\"name\": \"vol\", \"device\": \"$work/vol.img\", \"ciphertext_file\": \"$work/ct\", \"transit\": {\"key\": \"luks\"}}]"
 	snapshot before
-	VAULT_LUKS_TEST_STATE=$state VAULT_LUKS_ASKPASS=$fixtures/askpass-fake PATH=$work/bin:$PATH \
+	VAULT_LUKS_TEST_STATE=$state VAULT_LUKS_SYSFS=$state/sys VAULT_LUKS_ASKPASS=$fixtures/askpass-fake PATH=$work/bin:$PATH \
 		run true unlock --prompt
 	[ "$rc" = 0 ] || fail "prompt-wins: exit $rc"
 	grep -q 'vol: unlocked as /dev/mapper/vol with a typed passphrase' "$work/err" || fail "prompt-wins: not opened by the typed passphrase"
