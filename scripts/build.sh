@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
 cargo build --release --locked --target "$target" >&2
-bin=target/$target/release/vault-luks
+bin=${CARGO_TARGET_DIR:-target}/$target/release/vault-luks
 budget=$((7 * 1024 * 1024 / 4))
 size=$(stat -c %s "$bin")
 kind=$(file -b "$bin")
