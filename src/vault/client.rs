@@ -191,6 +191,8 @@ impl Vault {
             }
         }
         let shown = &self.endpoints[at].shown;
+        // A redirect's target that failed too is no better as the next address to try.
+        let failed_too = (at != from).then_some(at);
         match result {
             Ok(reply) if (200..300).contains(&reply.status) => {
                 self.current.set(at);
@@ -203,12 +205,12 @@ impl Vault {
                 let retryable = status_retryable(reply.status) || is_redirect(reply.status);
                 let after = reply.retry_after;
                 let failure = Box::new(failure_from_reply(shown, reply));
-                Err(self.retry_elsewhere_or_stop(retryable, failure, after))
+                Err(self.retry_elsewhere_or_stop(retryable, failure, after, failed_too))
             }
             Err(e) => {
                 let retryable = e.retryable();
                 let failure = transport_failure(shown, e);
-                Err(self.retry_elsewhere_or_stop(retryable, failure, None))
+                Err(self.retry_elsewhere_or_stop(retryable, failure, None, failed_too))
             }
         }
     }
@@ -252,16 +254,20 @@ impl Vault {
             .filter(|&i| i != from)
     }
 
-    /// A retryable failure moves on to the next address (HA failover) before the retry; any
-    /// other ends the call.
+    /// A retryable failure moves on to the next address (HA failover) before the retry, past
+    /// `failed_too` when there is a third; any other failure ends the call.
     fn retry_elsewhere_or_stop(
         &self,
         retryable: bool,
         failure: Box<VaultFailure>,
         after: Option<std::time::Duration>,
+        failed_too: Option<usize>,
     ) -> Attempt<Box<VaultFailure>> {
         if retryable {
             self.next_endpoint();
+            if failed_too == Some(self.current.get()) && self.endpoints.len() > 2 {
+                self.next_endpoint();
+            }
             Attempt::Retry {
                 error: failure,
                 after,
@@ -498,9 +504,12 @@ mod tests {
         Vault::new(&cfg, &Timeouts::default(), "test").unwrap()
     }
 
+    type Seen = (Vec<String>, std::net::TcpListener);
+
     /// An HTTP server on loopback that answers its connections with `answers`, one each, and
-    /// hands back the request heads it read.
-    fn server(answers: Vec<String>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    /// hands back the request heads it read. Its listener stays open until the handle is
+    /// joined: a connection beyond `answers` waits unanswered.
+    fn server(answers: Vec<String>) -> (String, std::thread::JoinHandle<Seen>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let handle = std::thread::spawn(move || {
@@ -532,7 +541,7 @@ mod tests {
                 let reply = format!("{answer}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}");
                 conn.write_all(reply.as_bytes()).unwrap();
             }
-            heads
+            (heads, listener)
         });
         (addr, handle)
     }
@@ -572,8 +581,8 @@ mod tests {
             post(&v, &token, Duration::from_secs(5)).unwrap().status,
             200
         );
-        assert_eq!(standby_seen.join().unwrap().len(), 1);
-        let heads = active_seen.join().unwrap();
+        assert_eq!(standby_seen.join().unwrap().0.len(), 1);
+        let heads = active_seen.join().unwrap().0;
         assert_eq!(heads.len(), 2);
         assert!(heads[0].starts_with("POST /v1/transit/decrypt/luks "));
         assert!(heads[0]
@@ -597,8 +606,8 @@ mod tests {
             post(&v, &token, Duration::from_secs(5)).unwrap().status,
             200
         );
-        assert_eq!(standby_seen.join().unwrap().len(), 1);
-        assert_eq!(active_seen.join().unwrap().len(), 1);
+        assert_eq!(standby_seen.join().unwrap().0.len(), 1);
+        assert_eq!(active_seen.join().unwrap().0.len(), 1);
         let contacted = elsewhere.accept();
         assert!(contacted.is_err(), "the unlisted address was contacted");
         // Nor is a redirect to the same host on another scheme: https is not http.
@@ -631,6 +640,25 @@ mod tests {
     }
 
     #[test]
+    fn after_a_failed_redirect_its_target_is_not_the_next_address_tried() {
+        // [a standby redirecting to the leader, the leader (503 once), another node]: the
+        // retry skips the leader it just heard fail. Were it asked again, its second
+        // connection would wait unanswered past the deadline.
+        let (leader, leader_seen) = server(vec!["HTTP/1.1 503 Service Unavailable\r\n".into()]);
+        let (standby, standby_seen) = server(vec![redirect_to(&leader)]);
+        let (other, other_seen) = server(vec![OK.into()]);
+        let v = vault(&[&standby, &leader, &other]);
+        let token = Secret::from_string("t".into());
+        assert_eq!(
+            post(&v, &token, Duration::from_secs(3)).unwrap().status,
+            200
+        );
+        for seen in [standby_seen, leader_seen, other_seen] {
+            assert_eq!(seen.join().unwrap().0.len(), 1);
+        }
+    }
+
+    #[test]
     fn a_second_redirect_is_not_followed() {
         // A standby pointing at another that points on (stale leader information): one hop,
         // then a retryable failure; here the deadline allows one attempt only.
@@ -645,8 +673,8 @@ mod tests {
         };
         assert_eq!((f.status, f.gave_up_after), (Some(307), Some(1)));
         assert_eq!(f.address, b);
-        assert_eq!(c_seen.join().unwrap().len(), 1);
-        assert_eq!(b_seen.join().unwrap().len(), 1);
+        assert_eq!(c_seen.join().unwrap().0.len(), 1);
+        assert_eq!(b_seen.join().unwrap().0.len(), 1);
     }
 
     #[test]
