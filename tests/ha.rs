@@ -255,13 +255,14 @@ fn unlocks_through_a_three_node_raft_cluster_whatever_happens_to_its_nodes() {
     };
     eprintln!("ha: set up in {:.1} s", start.elapsed().as_secs_f64());
 
-    let cases: [(&str, Case); 5] = [
+    let cases: [(&str, Case); 6] = [
         ("first address refuses connections", closed_port_first),
         ("a standby first: it forwards", standby_first_forwards),
         ("the leader killed, listed first", leader_killed),
+        ("a standby first, the leader just killed", standby_redirects),
         (
-            "a standby first, the leader just killed: it redirects",
-            standby_redirects,
+            "the same, nodes listed by another name",
+            standby_redirects_elsewhere,
         ),
         ("the leader stopped during the unlock", leader_stopped),
     ];
@@ -355,23 +356,43 @@ fn leader_killed(h: &mut Harness) -> Report {
 /// redirects to the leader it still knows. A configured address: followed once (refused
 /// there), then on to the next address, until the new active node answers.
 fn standby_redirects(h: &mut Harness) -> Report {
+    let (run, addrs) = standby_first_leader_killed(h, "redirect", "127.0.0.1");
+    run.assert_unlocked().assert_line(&format!(
+        "vault login: {} redirects to {}, a configured address: following",
+        addrs[0], addrs[1]
+    ));
+    format!("key in {:.2} s", run.time_to_key().as_secs_f64())
+}
+
+/// The same, with the nodes listed by another name (localhost) than the api_addr they
+/// advertise (127.0.0.1): the redirect points at no configured address and is not followed
+/// (the token stays with the addresses listed); the next address is tried instead.
+fn standby_redirects_elsewhere(h: &mut Harness) -> Report {
+    let (run, addrs) = standby_first_leader_killed(h, "elsewhere", "localhost");
+    let api_addr = addrs[1].replace("localhost", "127.0.0.1");
+    run.assert_unlocked()
+        .assert_line(&format!(
+            "vault login: attempt 1 failed: {} answered HTTP 307 (redirect to {api_addr}/v1/auth/approle/login)",
+            addrs[0]
+        ))
+        .refute_line("a configured address: following");
+    format!("key in {:.2} s", run.time_to_key().as_secs_f64())
+}
+
+/// Kills the leader, then unlocks with [a standby, the dead leader, the other standby], each
+/// written with `host`.
+fn standby_first_leader_killed(h: &mut Harness, case: &str, host: &str) -> (Outcome, Vec<String>) {
     let c = &mut h.cluster;
     let leader = c.leader();
     let standbys = c.standbys();
     let addrs: Vec<String> = [standbys[0], leader, standbys[1]]
         .iter()
-        .map(|&i| c.addr(i).to_string())
+        .map(|&i| c.addr(i).replace("127.0.0.1", host))
         .collect();
     c.kill(leader);
-    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let config = h.config("redirect", &addrs, &h.volume.image);
-    let run = h.unlock("redirect", &config).finish();
-    let dead = addrs[1];
-    run.assert_unlocked().assert_line(&format!(
-        "vault login: {} redirects to {dead}, a configured address: following",
-        addrs[0]
-    ));
-    format!("key in {:.2} s", run.time_to_key().as_secs_f64())
+    let listed: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let config = h.config(case, &listed, &h.volume.image);
+    (h.unlock(case, &config).finish(), addrs)
 }
 
 /// SIGSTOP the leader while vault-luks waits for its device (so every request it makes meets

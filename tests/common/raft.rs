@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 /// Every wait here is bounded by this; a healthy cluster needs far less (see `startup`).
 const PATIENCE: Duration = Duration::from_secs(60);
+/// One look at a node's state: a stopped node must not hold up the loop that asks.
+const PROBE: Duration = Duration::from_secs(2);
 
 pub struct Node {
     pub id: String,
@@ -119,7 +121,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let http: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(2)))
+            .timeout_global(Some(PROBE))
             .build()
             .into();
         let mut c = Cluster {
@@ -331,8 +333,9 @@ impl Cluster {
         }
     }
 
+    /// A POST that must succeed; init and join take seconds on a busy machine.
     fn expect_ok(&self, i: usize, path: &str, token: Option<&str>, body: Value) -> Value {
-        match self.post(i, path, token, body) {
+        match self.post_within(i, path, token, body, PATIENCE) {
             Some((200 | 204, v)) => v,
             other => panic!(
                 "{} {path}: {other:?}; logs in {}",
@@ -359,10 +362,24 @@ impl Cluster {
 
     /// POST `/v1/{path}`: the status and JSON (Null when none) of any answer.
     fn post(&self, i: usize, path: &str, token: Option<&str>, body: Value) -> Option<(u16, Value)> {
+        self.post_within(i, path, token, body, PROBE)
+    }
+
+    fn post_within(
+        &self,
+        i: usize,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+        timeout: Duration,
+    ) -> Option<(u16, Value)> {
         let url = format!("{}/v1/{path}", self.nodes[i].addr);
         let mut req = self
             .http
             .post(&url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
             .header("Content-Type", "application/json");
         if let Some(t) = token {
             req = req.header("X-Vault-Token", t);
