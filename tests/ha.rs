@@ -206,6 +206,13 @@ impl Outcome {
 
 /// What a case reports: time to key, and what else it measured.
 type Report = String;
+
+/// A line of the run's figures, written past libtest's output capture: they are what a run
+/// of this test is for (each unlock's own log is captured, and shown when the test fails).
+fn say(line: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "ha: {line}");
+}
 type Case = fn(&mut Harness) -> Report;
 
 #[test]
@@ -217,11 +224,11 @@ fn unlocks_through_a_three_node_raft_cluster_whatever_happens_to_its_nodes() {
         .iter()
         .map(|(what, took)| format!("{what} {:.1}s", took.as_secs_f64()))
         .collect();
-    eprintln!(
-        "ha: cluster up in {:.1} s ({})",
+    say(format!(
+        "cluster up in {:.1} s ({})",
         start.elapsed().as_secs_f64(),
         startup.join(", ")
-    );
+    ));
 
     let bao = cluster.bao();
     bao.setup_transit();
@@ -253,7 +260,10 @@ fn unlocks_through_a_three_node_raft_cluster_whatever_happens_to_its_nodes() {
         role_id,
         secret_id_file,
     };
-    eprintln!("ha: set up in {:.1} s", start.elapsed().as_secs_f64());
+    say(format!(
+        "transit, AppRole, volume set up at {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
 
     let cases: [(&str, Case); 6] = [
         ("first address refuses connections", closed_port_first),
@@ -271,18 +281,21 @@ fn unlocks_through_a_three_node_raft_cluster_whatever_happens_to_its_nodes() {
         let healed = h.cluster.heal();
         let t = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| case(&mut h))) {
-            Ok(report) => eprintln!(
-                "ha: {name}: {report} (case {:.1} s, healed in {:.1} s before)",
+            Ok(report) => say(format!(
+                "{name}: {report} (case {:.1} s; cluster healed in {:.1} s before it)",
                 t.elapsed().as_secs_f64(),
                 healed.as_secs_f64()
-            ),
+            )),
             Err(_) => {
-                eprintln!("ha: {name}: FAILED");
+                say(format!("{name}: FAILED"));
                 failed.push(name);
             }
         }
     }
-    eprintln!("ha: all cases in {:.1} s", start.elapsed().as_secs_f64());
+    say(format!(
+        "all done in {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
 
