@@ -132,10 +132,18 @@ impl Unlock {
         eprintln!("{}", text(&self.seen));
         Outcome {
             code,
-            lines: self.seen,
+            lines: std::mem::take(&mut self.seen),
             took,
             unlocked: self.state.join("active-luks").exists(),
         }
+    }
+}
+
+/// A case that failed half-way does not leave vault-luks running to its deadline.
+impl Drop for Unlock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
