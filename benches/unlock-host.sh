@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-11}
 scripts/setup.sh >&2
-bin=$PWD/$(scripts/build.sh 2>/dev/null)
+bin=$(scripts/build.sh 2>/dev/null)
 
 # shellcheck source=tests/fixtures/host-vault.sh
 . tests/fixtures/host-vault.sh
