@@ -26,7 +26,7 @@ export VM_RELEASE=${VM_RELEASE:-trixie} VM_VARIANT=${VM_VARIANT-minimal}
 repo=$(cd "$VM_LIB_DIR/../.." && pwd)
 vm_init
 "$VM_LIB_DIR/host-deps.sh" >&2
-bin=$repo/$("$repo/scripts/build.sh")
+bin=$("$repo/scripts/build.sh")
 phases=(init start network key unlocked switch mounted)
 max_added_s=1.5
 max_growth_bytes=1200000

@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-11}
 scripts/setup.sh >&2
-bin=${VAULT_LUKS_BIN:-$PWD/$(scripts/build.sh 2>/dev/null)}
+bin=${VAULT_LUKS_BIN:-$(scripts/build.sh 2>/dev/null)}
 
 # shellcheck source=tests/fixtures/host-vault.sh
 . tests/fixtures/host-vault.sh

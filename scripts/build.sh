@@ -1,10 +1,13 @@
 #!/bin/bash
 # Build the static vault-luks binary and check it against its budget: fully static, <= 1.75 MiB.
+# Prints the binary's absolute path (under CARGO_TARGET_DIR when that is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
 cargo build --release --locked --target "$target" >&2
-bin=target/$target/release/vault-luks
+target_dir=${CARGO_TARGET_DIR:-target}
+case "$target_dir" in /*) ;; *) target_dir=$PWD/$target_dir ;; esac
+bin=$target_dir/$target/release/vault-luks
 budget=$((7 * 1024 * 1024 / 4))
 size=$(stat -c %s "$bin")
 kind=$(file -b "$bin")

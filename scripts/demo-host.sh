@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-bin=$PWD/$(scripts/build.sh)
+bin=$(scripts/build.sh)
 
 # shellcheck source=tests/fixtures/host-vault.sh
 . tests/fixtures/host-vault.sh

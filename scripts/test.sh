@@ -49,7 +49,7 @@ static_build() { bin=$(scripts/build.sh); }
 host_tests() {
 	local log rc=0
 	log=$(mktemp)
-	VAULT_LUKS_BIN="$PWD/$bin" cargo test --locked --no-fail-fast 2>&1 | tee "$log" || rc=$?
+	VAULT_LUKS_BIN="$bin" cargo test --locked --no-fail-fast 2>&1 | tee "$log" || rc=$?
 	awk '
 		/^ *Running / { name = ($2 == "unittests") ? "unit tests (" $3 ")" : $2 }
 		/^test result:/ {

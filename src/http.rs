@@ -1,6 +1,7 @@
 //! The one place that talks HTTP: ureq with rustls, a per-request timeout that never outlives
-//! the caller's deadline, a cap on every response body, no redirects (a redirect could carry
-//! the token to another host), and errors sorted into retryable and final.
+//! the caller's deadline, a cap on every response body, no redirects followed here (a redirect
+//! could carry the token to another host: the Vault client decides, see
+//! `vault::client::Vault::redirect_target`), and errors sorted into retryable and final.
 
 use std::fmt;
 use std::time::Duration;

@@ -229,7 +229,7 @@ pub fn vault_hint(f: &VaultFailure) -> String {
     use crate::http::HttpError;
     match (f.status, &f.transport) {
         (Some(503), _) if f.errors.iter().any(|e| e.contains("sealed")) => "Vault is sealed: unseal it (bao/vault operator unseal), or enter the passphrase".to_string(),
-        (Some(s), _) if (300..400).contains(&s) => "Vault redirected the request: point vault.address at the active node, or enable request forwarding".to_string(),
+        (Some(s), _) if (300..400).contains(&s) => "a Vault standby redirected the request to an address not in vault.addresses (redirects are followed only to those): list every node by its api_addr".to_string(),
         (Some(429), _) => "Vault is rate-limiting this client: try again later".to_string(),
         (Some(s), _) if s >= 500 => "Vault reports a server-side problem: check its logs".to_string(),
         (_, Some(HttpError::Tls(_))) => "the TLS connection failed: check vault.ca_cert and that the certificate is valid for the address (or vault.tls_server_name)".to_string(),

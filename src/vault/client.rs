@@ -1,8 +1,8 @@
-//! A Vault API client: several addresses (HA: the next one on connection trouble or 5xx),
-//! the private CA and client certificate, namespace, retries as Vault's own client does them,
-//! all inside the caller's deadline.
+//! A Vault API client: several addresses (HA: the next one on connection trouble, 5xx or a
+//! standby's redirect), the private CA and client certificate, namespace, retries as Vault's own
+//! client does them, all inside the caller's deadline.
 
-use crate::config::{Timeouts, VaultConfig};
+use crate::config::{Timeouts, Url, VaultConfig};
 use crate::error::{Error, Result};
 use crate::http::{status_retryable, Http, HttpError, HttpOptions, Method, Reply};
 use crate::retry::{self, Attempt, Backoff, Deadline, GaveUp};
@@ -15,6 +15,8 @@ use std::path::Path;
 const BODY_LIMIT: u64 = 1024 * 1024;
 
 struct Endpoint {
+    /// The address as configured: what a redirect's target is compared with.
+    url: Url,
     /// What requests go to (host replaced by tls_server_name when set).
     base: String,
     /// The address as configured, for messages.
@@ -82,6 +84,7 @@ impl Vault {
                     _ => (a.url.base(), None),
                 };
                 Endpoint {
+                    url: a.url.clone(),
                     base,
                     shown: a.url.base(),
                     http: Http::new(HttpOptions {
@@ -156,7 +159,8 @@ impl Vault {
         Ok(headers)
     }
 
-    /// One POST to the current address: a 2xx reply, or a failure that says whether to retry.
+    /// One POST to the current address, following at most one redirect to another configured
+    /// address: a 2xx reply, or a failure that says whether to retry.
     fn attempt(
         &self,
         what: &str,
@@ -166,39 +170,104 @@ impl Vault {
         attempt: u32,
         left: std::time::Duration,
     ) -> std::result::Result<Reply, Attempt<Box<VaultFailure>>> {
-        let ep = &self.endpoints[self.current.get()];
+        let started = std::time::Instant::now();
+        let from = self.current.get();
         crate::log::debug(format_args!(
             "{what}: POST {}/v1/{path} (attempt {attempt}, {:.0}s left)",
-            ep.shown,
+            self.endpoints[from].shown,
             left.as_secs_f64()
         ));
-        let url = format!("{}/v1/{path}", ep.base);
-        match ep.http.send(Method::Post, &url, headers, body, left) {
-            Ok(reply) if (200..300).contains(&reply.status) => Ok(reply),
+        let mut at = from;
+        let mut result = self.send(from, path, headers, body, left);
+        if let Ok(reply) = &result {
+            if let Some(to) = self.redirect_target(from, reply) {
+                crate::log::info(format_args!(
+                    "{what}: {} redirects to {}, a configured address: following",
+                    self.endpoints[from].shown, self.endpoints[to].shown
+                ));
+                at = to;
+                let left = left.saturating_sub(started.elapsed());
+                result = self.send(to, path, headers, body, left);
+            }
+        }
+        let shown = &self.endpoints[at].shown;
+        // A redirect's target that failed too is no better as the next address to try.
+        let failed_too = (at != from).then_some(at);
+        match result {
+            Ok(reply) if (200..300).contains(&reply.status) => {
+                self.current.set(at);
+                Ok(reply)
+            }
             Ok(reply) => {
-                let retryable = status_retryable(reply.status);
+                // A redirect not followed (to an address not configured, to itself, or a
+                // second one) says this node cannot serve us now; another may: a standby
+                // redirects to the leader that just died until the election is over.
+                let retryable = status_retryable(reply.status) || is_redirect(reply.status);
                 let after = reply.retry_after;
-                let failure = Box::new(failure_from_reply(&ep.shown, reply));
-                Err(self.retry_elsewhere_or_stop(retryable, failure, after))
+                let failure = Box::new(failure_from_reply(shown, reply));
+                Err(self.retry_elsewhere_or_stop(retryable, failure, after, failed_too))
             }
             Err(e) => {
                 let retryable = e.retryable();
-                let failure = transport_failure(&ep.shown, e);
-                Err(self.retry_elsewhere_or_stop(retryable, failure, None))
+                let failure = transport_failure(shown, e);
+                Err(self.retry_elsewhere_or_stop(retryable, failure, None, failed_too))
             }
         }
     }
 
-    /// A retryable failure moves on to the next address (HA failover) before the retry; any
-    /// other ends the call.
+    fn send(
+        &self,
+        index: usize,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        left: std::time::Duration,
+    ) -> std::result::Result<Reply, HttpError> {
+        let ep = &self.endpoints[index];
+        let url = format!("{}/v1/{path}", ep.base);
+        ep.http.send(Method::Post, &url, headers, body, left)
+    }
+
+    /// The configured address a standby's redirect points at, if it is another one.
+    ///
+    /// An OpenBao/Vault standby that cannot forward a request to the active node (forwarding
+    /// failed, e.g. the active just died, or the client asked for no forwarding) answers 307
+    /// with the active's `api_addr` in Location. We follow it only to an address in
+    /// vault.addresses, compared by scheme, host and port: the request (token included) then
+    /// goes where a failover would have sent it anyway, with that address's own TLS settings
+    /// (CA, client certificate, tls_server_name), so a redirect can neither carry the token to
+    /// a host the operator did not list nor downgrade https to an http the config does not
+    /// allow. The Location's path is not used: the request keeps its own. One hop: the caller
+    /// follows no redirect from the target.
+    fn redirect_target(&self, from: usize, reply: &Reply) -> Option<usize> {
+        if !is_redirect(reply.status) {
+            return None;
+        }
+        let to = Url::parse(reply.location.as_deref()?).ok()?;
+        self.endpoints
+            .iter()
+            .position(|e| {
+                e.url.https == to.https
+                    && e.url.port == to.port
+                    && e.url.host.eq_ignore_ascii_case(&to.host)
+            })
+            .filter(|&i| i != from)
+    }
+
+    /// A retryable failure moves on to the next address (HA failover) before the retry, past
+    /// `failed_too` when there is a third; any other failure ends the call.
     fn retry_elsewhere_or_stop(
         &self,
         retryable: bool,
         failure: Box<VaultFailure>,
         after: Option<std::time::Duration>,
+        failed_too: Option<usize>,
     ) -> Attempt<Box<VaultFailure>> {
         if retryable {
             self.next_endpoint();
+            if failed_too == Some(self.current.get()) && self.endpoints.len() > 2 {
+                self.next_endpoint();
+            }
             Attempt::Retry {
                 error: failure,
                 after,
@@ -220,6 +289,10 @@ impl Vault {
     pub fn addresses(&self) -> Vec<&str> {
         self.endpoints.iter().map(|e| e.shown.as_str()).collect()
     }
+}
+
+fn is_redirect(status: u16) -> bool {
+    (300..400).contains(&status)
 }
 
 fn transport_failure(address: &str, e: HttpError) -> Box<VaultFailure> {
@@ -405,6 +478,203 @@ mod tests {
         );
         assert_eq!(vault_errors(&[b'x'; 500]).remove(0).len(), 200);
         assert!(vault_errors(b"").is_empty());
+    }
+
+    use crate::config::VaultAddress;
+    use std::io::{Read, Write};
+    use std::time::Duration;
+
+    fn vault(addresses: &[&str]) -> Vault {
+        let cfg = VaultConfig {
+            addresses: addresses
+                .iter()
+                .map(|a| VaultAddress {
+                    url: Url::parse(a).unwrap(),
+                    origin: "vault.addresses".into(),
+                })
+                .collect(),
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
+            namespace: None,
+            tls_server_name: None,
+            allow_http: true,
+            tls_skip_verify: true,
+        };
+        Vault::new(&cfg, &Timeouts::default(), "test").unwrap()
+    }
+
+    type Seen = (Vec<String>, std::net::TcpListener);
+
+    /// An HTTP server on loopback that answers its connections with `answers`, one each, and
+    /// hands back the request heads it read. Its listener stays open until the handle is
+    /// joined: a connection beyond `answers` waits unanswered.
+    fn server(answers: Vec<String>) -> (String, std::thread::JoinHandle<Seen>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let handle = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for answer in answers {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head = loop {
+                    let n = conn.read(&mut buf).unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + length {
+                            break text[..end].to_string();
+                        }
+                    }
+                    assert!(n > 0, "the client closed early");
+                };
+                heads.push(head);
+                let reply = format!("{answer}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+                conn.write_all(reply.as_bytes()).unwrap();
+            }
+            (heads, listener)
+        });
+        (addr, handle)
+    }
+
+    fn redirect_to(addr: &str) -> String {
+        format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {addr}/v1/transit/decrypt/luks\r\n")
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+
+    fn post(
+        v: &Vault,
+        token: &Secret,
+        within: Duration,
+    ) -> std::result::Result<Reply, Box<VaultFailure>> {
+        v.post(
+            "transit decrypt",
+            "transit/decrypt/luks",
+            Some(token),
+            b"{}",
+            &Deadline::after(within),
+        )
+    }
+
+    #[test]
+    fn a_standby_redirect_to_a_configured_address_is_followed_with_the_token() {
+        let (active, active_seen) = server(vec![OK.into(), OK.into()]);
+        let (standby, standby_seen) = server(vec![redirect_to(&active)]);
+        let v = vault(&[&standby, &active]);
+        let token = Secret::from_string("t0ken".into());
+        assert_eq!(
+            post(&v, &token, Duration::from_secs(5)).unwrap().status,
+            200
+        );
+        // The active answered: the next request goes straight there.
+        assert_eq!(
+            post(&v, &token, Duration::from_secs(5)).unwrap().status,
+            200
+        );
+        assert_eq!(standby_seen.join().unwrap().0.len(), 1);
+        let heads = active_seen.join().unwrap().0;
+        assert_eq!(heads.len(), 2);
+        assert!(heads[0].starts_with("POST /v1/transit/decrypt/luks "));
+        assert!(heads[0]
+            .to_ascii_lowercase()
+            .contains("x-vault-token: t0ken"));
+    }
+
+    #[test]
+    fn a_redirect_to_an_address_not_configured_is_not_followed_the_next_one_is_tried() {
+        let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let elsewhere_addr = format!(
+            "http://127.0.0.1:{}",
+            elsewhere.local_addr().unwrap().port()
+        );
+        let (standby, standby_seen) = server(vec![redirect_to(&elsewhere_addr)]);
+        let (active, active_seen) = server(vec![OK.into()]);
+        let v = vault(&[&standby, &active]);
+        let token = Secret::from_string("t0ken".into());
+        assert_eq!(
+            post(&v, &token, Duration::from_secs(5)).unwrap().status,
+            200
+        );
+        assert_eq!(standby_seen.join().unwrap().0.len(), 1);
+        assert_eq!(active_seen.join().unwrap().0.len(), 1);
+        let contacted = elsewhere.accept();
+        assert!(contacted.is_err(), "the unlisted address was contacted");
+        // Nor is a redirect to the same host on another scheme: https is not http.
+        let to = Url::parse(&active.replace("http:", "https:"))
+            .unwrap()
+            .base();
+        let reply = |location: &str| Reply {
+            status: 307,
+            body: zeroize::Zeroizing::new(Vec::new()),
+            retry_after: None,
+            location: Some(location.into()),
+        };
+        assert_eq!(v.redirect_target(0, &reply(&to)), None);
+        assert_eq!(v.redirect_target(0, &reply(&active)), Some(1));
+        let by_name = vault(&["http://Vault-A:8200", "http://vault-b:8200"]);
+        assert_eq!(
+            by_name.redirect_target(0, &reply("http://VAULT-B:8200/v1/x")),
+            Some(1)
+        );
+        assert_eq!(
+            by_name.redirect_target(0, &reply("http://vault-b:8201/v1/x")),
+            None
+        );
+        assert_eq!(v.redirect_target(1, &reply(&active)), None, "not to itself");
+        assert_eq!(
+            v.redirect_target(0, &reply("/v1/x")),
+            None,
+            "a relative Location"
+        );
+    }
+
+    #[test]
+    fn after_a_failed_redirect_its_target_is_not_the_next_address_tried() {
+        // [a standby redirecting to the leader, the leader (503 once), another node]: the
+        // retry skips the leader it just heard fail. Were it asked again, its second
+        // connection would wait unanswered past the deadline.
+        let (leader, leader_seen) = server(vec!["HTTP/1.1 503 Service Unavailable\r\n".into()]);
+        let (standby, standby_seen) = server(vec![redirect_to(&leader)]);
+        let (other, other_seen) = server(vec![OK.into()]);
+        let v = vault(&[&standby, &leader, &other]);
+        let token = Secret::from_string("t".into());
+        assert_eq!(
+            post(&v, &token, Duration::from_secs(3)).unwrap().status,
+            200
+        );
+        for seen in [standby_seen, leader_seen, other_seen] {
+            assert_eq!(seen.join().unwrap().0.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_second_redirect_is_not_followed() {
+        // A standby pointing at another that points on (stale leader information): one hop,
+        // then a retryable failure; here the deadline allows one attempt only.
+        let (a, a_seen) = server(vec![]);
+        drop(a_seen);
+        let (b, b_seen) = server(vec![redirect_to(&a)]);
+        let (c, c_seen) = server(vec![redirect_to(&b)]);
+        let v = vault(&[&c, &b]);
+        let token = Secret::from_string("t".into());
+        let Err(f) = post(&v, &token, Duration::from_millis(200)) else {
+            panic!("the second redirect was followed");
+        };
+        assert_eq!((f.status, f.gave_up_after), (Some(307), Some(1)));
+        assert_eq!(f.address, b);
+        assert_eq!(c_seen.join().unwrap().0.len(), 1);
+        assert_eq!(b_seen.join().unwrap().0.len(), 1);
     }
 
     #[test]

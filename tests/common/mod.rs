@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod raft;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -241,7 +243,7 @@ impl Bao {
     }
 
     /// The article's setup, plus a second key, a derived key and a policy without decrypt.
-    fn setup_transit(&self) {
+    pub fn setup_transit(&self) {
         self.run(&["secrets", "enable", "transit"]);
         self.run(&["write", "-f", "transit/keys/luks"]);
         self.run(&["write", "-f", "transit/keys/other"]);

@@ -45,7 +45,7 @@ fi
 
 # --- setup: host side ---------------------------------------------------------------------------------
 vm_part setup
-bin=$repo/$("$repo/scripts/build.sh")
+bin=$("$repo/scripts/build.sh")
 vm_ensure_image "$flavour"
 img=$(vm_image_dir "$flavour")
 vm_data_disk "$flavour"
