@@ -65,23 +65,24 @@ fn strace_sees_the_key_only_in_the_pipe_and_the_token_only_on_the_wire() {
     let key = vol.key("luks");
 
     let trace = sb.dir.join("strace.log");
-    let inner = sb.command(&config, &["unlock"]);
-    let mut cmd = std::process::Command::new("strace");
     // -v: execve's environment in full; -yy: each descriptor's kind (pipe, TCP, file path).
-    cmd.args(["-f", "-v", "-yy", "-s", "1000000", "-o"])
-        .arg(&trace)
-        .args([
+    let cmd = sb.command_via(
+        &[
+            "strace",
+            "-f",
+            "-v",
+            "-yy",
+            "-s",
+            "1000000",
+            "-o",
+            trace.to_str().unwrap(),
             "-e",
             "trace=execve,write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg,sendmmsg",
-        ])
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+            "--",
+        ],
+        &config,
+        &["unlock"],
+    );
     sb.run_command(cmd)
         .assert_code(0)
         .assert_stderr("luks: unlocked as /dev/mapper/luks");

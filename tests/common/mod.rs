@@ -630,6 +630,22 @@ impl Sandbox {
         cmd
     }
 
+    /// `command`, run under another program: `via` is its command line up to vault-luks's
+    /// (`strace ... --`, `setpriv ... --`).
+    pub fn command_via(&self, via: &[&str], config: &Path, args: &[&str]) -> Command {
+        let inner = self.command(config, args);
+        let mut cmd = Command::new(via[0]);
+        cmd.args(&via[1..])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
     pub fn run(&self, config: &Path, args: &[&str]) -> Run {
         self.run_command(self.command(config, args))
     }
