@@ -1,7 +1,8 @@
 //! Deadlines and the retry loop. Every network step runs through `run`, so every wait is
 //! bounded by the unlock deadline and every retry is logged with how much time is left.
 //! The policy copies Vault's own client: connection errors, 412, 429 and 5xx except 501 are
-//! retried with exponential backoff and jitter; anything else is final at once.
+//! retried with exponential backoff and jitter; anything else is final at once. A server's
+//! Retry-After lengthens a wait, never shortens it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -110,7 +111,12 @@ pub fn run<T, E>(
         };
         TROUBLE.store(true, Ordering::SeqCst);
         let left = deadline.remaining();
-        let wait = after.unwrap_or_else(|| backoff.delay(n, jitter()));
+        // The server's Retry-After is a floor, not a replacement for our backoff: OpenBao's
+        // rate-limit quota says "Retry-After: 0" when its window resets within the second
+        // (whole seconds, rounded down), and a herd that took that literally retried at once,
+        // again and again (35x the requests of one that backs off: benches/herd.sh).
+        let ours = backoff.delay(n, jitter());
+        let wait = after.map_or(ours, |a| a.max(ours));
         if left.is_zero() || wait >= left {
             crate::log::info(format_args!(
                 "{what}: attempt {n} failed: {}; no time left to retry",
@@ -260,6 +266,35 @@ mod tests {
         );
         assert!(matches!(r, Err(GaveUp::Deadline { attempts: 1, .. })));
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_after_zero_still_backs_off() {
+        let d = Deadline::after(Duration::from_secs(10));
+        let b = Backoff {
+            first: Duration::from_millis(100),
+            max: Duration::from_millis(100),
+        };
+        let start = Instant::now();
+        let r = run(
+            "t",
+            &d,
+            &b,
+            |e: &&str| e.to_string(),
+            |n, _| {
+                if n < 3 {
+                    Err(Attempt::Retry {
+                        error: "429",
+                        after: Some(Duration::ZERO),
+                    })
+                } else {
+                    Ok(n)
+                }
+            },
+        );
+        assert!(matches!(r, Ok(3)));
+        // Two waits of at least half the backoff each.
+        assert!(start.elapsed() >= Duration::from_millis(100));
     }
 
     #[test]

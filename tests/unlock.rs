@@ -65,23 +65,24 @@ fn strace_sees_the_key_only_in_the_pipe_and_the_token_only_on_the_wire() {
     let key = vol.key("luks");
 
     let trace = sb.dir.join("strace.log");
-    let inner = sb.command(&config, &["unlock"]);
-    let mut cmd = std::process::Command::new("strace");
     // -v: execve's environment in full; -yy: each descriptor's kind (pipe, TCP, file path).
-    cmd.args(["-f", "-v", "-yy", "-s", "1000000", "-o"])
-        .arg(&trace)
-        .args([
+    let cmd = sb.command_via(
+        &[
+            "strace",
+            "-f",
+            "-v",
+            "-yy",
+            "-s",
+            "1000000",
+            "-o",
+            trace.to_str().unwrap(),
             "-e",
             "trace=execve,write,writev,pwrite64,pwritev,pwritev2,sendto,sendmsg,sendmmsg",
-        ])
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+            "--",
+        ],
+        &config,
+        &["unlock"],
+    );
     sb.run_command(cmd)
         .assert_code(0)
         .assert_stderr("luks: unlocked as /dev/mapper/luks");
@@ -474,9 +475,22 @@ fn transient_errors_are_retried() {
     let run = sb.run(&config, &["unlock"]);
     handle.join().unwrap();
     run.assert_code(0)
-        .assert_stderr("HTTP 503: Vault is sealed; retrying in")
-        .assert_stderr("HTTP 429: request path \"auth/exoscale/login\": rate limit quota exceeded; retrying in 1.0s");
+        .assert_stderr("HTTP 503: Vault is sealed; retrying in");
     assert!(sb.is_open("luks"));
+    // The stand-in's 429 says Retry-After: 1; that is the least the retry waits (our own
+    // backoff by then, 1-2 s, may be longer).
+    let throttled = "rate limit quota exceeded; retrying in ";
+    let waits: Vec<f64> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.split_once(throttled))
+        .map(|(_, rest)| rest.split('s').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!waits.is_empty(), "no 429 retry:\n{}", run.stderr);
+    assert!(
+        waits.iter().all(|&w| w >= 1.0),
+        "Retry-After: 1 cut short: {waits:?}"
+    );
 }
 
 #[test]

@@ -42,8 +42,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Children started here die with the test process, even when it is killed.
-fn die_with_parent(cmd: &mut Command) {
+/// Children started here die with the test process, even when it is killed (strictly: with
+/// the thread that spawned them).
+pub fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -58,6 +59,8 @@ pub struct Bao {
     pub ca_cert: Option<PathBuf>,
     /// A second listener that requires a client certificate (see `bao_mtls`).
     pub mtls: Option<Mtls>,
+    /// The file audit device's log (see `bao_audited`).
+    pub audit_log: Option<PathBuf>,
 }
 
 pub struct Mtls {
@@ -73,11 +76,14 @@ enum Listener {
     DevTls,
     /// Plain dev listener for setup, plus a TLS listener requiring a client certificate.
     ClientCert,
+    /// Plain, with a file audit device (OpenBao 2 enables audit devices only from its config).
+    Audited,
 }
 
 static BAO: OnceLock<Bao> = OnceLock::new();
 static BAO_TLS: OnceLock<Bao> = OnceLock::new();
 static BAO_MTLS: OnceLock<Bao> = OnceLock::new();
+static BAO_AUDITED: OnceLock<Bao> = OnceLock::new();
 
 /// The shared plain-http OpenBao, transit set up the article's way.
 pub fn bao() -> &'static Bao {
@@ -92,6 +98,13 @@ pub fn bao_tls() -> &'static Bao {
 /// An OpenBao whose `mtls` listener demands a client certificate signed by a test CA.
 pub fn bao_mtls() -> &'static Bao {
     BAO_MTLS.get_or_init(|| start_bao(Listener::ClientCert))
+}
+
+/// A plain-http OpenBao that writes every request to a JSON audit log, including those a
+/// rate-limit quota rejects once `sys/quotas/config` says so, with the stand-in's client tag
+/// (the `X-Standin-Client` header) in clear: who asked what, when, and what came back.
+pub fn bao_audited() -> &'static Bao {
+    BAO_AUDITED.get_or_init(|| start_bao(Listener::Audited))
 }
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, by openssl.
@@ -122,8 +135,9 @@ o x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.
 fn start_bao(listener: Listener) -> Bao {
     let tls = listener == Listener::DevTls;
     let port = free_port();
+    // The server's own files: certificates, extra config, the audit log.
     let cert_dir =
-        std::env::temp_dir().join(format!("vault-luks-bao-tls-{}-{port}", std::process::id()));
+        std::env::temp_dir().join(format!("vault-luks-bao-{}-{port}", std::process::id()));
     let mut args = vec![
         "server".to_string(),
         "-dev".into(),
@@ -153,6 +167,18 @@ fn start_bao(listener: Listener) -> Bao {
             client_cert: cert_dir.join("client.pem"),
             client_key: cert_dir.join("client.key"),
         });
+    }
+    let mut audit_log = None;
+    if listener == Listener::Audited {
+        std::fs::create_dir_all(&cert_dir).unwrap();
+        let log = cert_dir.join("audit.log");
+        let hcl = format!(
+            "audit \"file\" \"test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+            log.display()
+        );
+        std::fs::write(cert_dir.join("audit.hcl"), hcl).unwrap();
+        args.push(format!("-config={}/audit.hcl", cert_dir.display()));
+        audit_log = Some(log);
     }
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("vault-luks-bao-{port}.log")))
@@ -184,6 +210,7 @@ fn start_bao(listener: Listener) -> Bao {
         addr: format!("{scheme}://127.0.0.1:{port}"),
         ca_cert: tls.then(|| cert_dir.join("vault-ca.pem")),
         mtls,
+        audit_log,
     };
     let start = Instant::now();
     while bao
@@ -200,6 +227,13 @@ fn start_bao(listener: Listener) -> Bao {
         std::thread::sleep(Duration::from_millis(100));
     }
     bao.setup_transit();
+    if bao.audit_log.is_some() {
+        bao.run(&[
+            "write",
+            "sys/config/auditing/request-headers/x-standin-client",
+            "hmac=false",
+        ]);
+    }
     bao
 }
 
@@ -314,7 +348,10 @@ pub struct Standin {
 
 impl Standin {
     pub fn start(extra: &[&str]) -> Standin {
-        let bao = bao();
+        Standin::start_on(bao(), extra)
+    }
+
+    pub fn start_on(bao: &Bao, extra: &[&str]) -> Standin {
         let mut cmd = Command::new(repo().join("tests/standins/exoscale_standin.py"));
         cmd.args([
             "--upstream",
@@ -591,6 +628,22 @@ impl Sandbox {
             .env("VAULT_LUKS_TEST_STATE", &self.state)
             .env("VAULT_LUKS_SYSFS", self.sysfs())
             .env("VAULT_LUKS_PROC_CMDLINE", &self.cmdline)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// `command`, run under another program: `via` is its command line up to vault-luks's
+    /// (`strace ... --`, `setpriv ... --`).
+    pub fn command_via(&self, via: &[&str], config: &Path, args: &[&str]) -> Command {
+        let inner = self.command(config, args);
+        let mut cmd = Command::new(via[0]);
+        cmd.args(&via[1..])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

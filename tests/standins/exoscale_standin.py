@@ -65,6 +65,12 @@ TOKEN_IN_PATH = (
 
 OVERSIZE_BYTES = 8 * 1024 * 1024
 
+# A vault address may carry a client tag, http://HOST:PORT/client/<tag>, so that many
+# clients behind this one proxy stay apart in OpenBao's audit log: the prefix is stripped and
+# the tag forwarded in this header (audit it with sys/config/auditing/request-headers).
+CLIENT_PREFIX = "/client/"
+CLIENT_HEADER = "X-Standin-Client"
+
 # Apache-style 404 page: what a static metadata server answers for a missing key.
 METADATA_404 = (
     '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n'
@@ -88,6 +94,16 @@ def safe_path(raw_path):
         if path.startswith(prefix) and len(path) > len(prefix):
             return prefix + "<redacted>"
     return path
+
+
+def split_client(raw_path):
+    """'/client/<tag>/v1/...' -> ('<tag>', '/v1/...'); any other path -> (None, path)."""
+    if not raw_path.startswith(CLIENT_PREFIX):
+        return None, raw_path
+    tag, sep, rest = raw_path[len(CLIENT_PREFIX):].partition("/")
+    if not sep or not tag or len(tag) > 64 or not all(c.isalnum() or c in "-_." for c in tag):
+        return None, raw_path
+    return tag, "/" + rest
 
 
 def vault_json(obj):
@@ -217,6 +233,9 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a herd of clients connecting at once would see
+    # dropped SYNs and wait a second for the retransmission, time that is not the server's.
+    request_queue_size = 1024
 
     def __init__(self, address, handler, app):
         self.app = app
@@ -521,6 +540,7 @@ class VaultHandler(BaseHandler):
     label = "vault"
 
     def do_any(self):
+        self.client, self.path = split_client(self.path)
         path = urllib.parse.urlsplit(self.path).path
         if path.startswith("/_standin/"):
             self.control(path)
@@ -614,16 +634,18 @@ class VaultHandler(BaseHandler):
             self.send_json(status, vault_errors(result))
             return
         role, instance = result
-        status, payload = mint_token(self.app, role, instance)
+        status, payload, extra = mint_token(self.app, role, instance, self.client)
         if status == 200:
             state.count_token()
-        self.send_json(status, payload)
+        self.send_json(status, payload, extra)
 
     # --- proxy ------------------------------------------------------------
 
     def proxy(self, body):
         """Forward verbatim; return OpenBao's status, headers and body."""
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        if self.client:
+            headers.append((CLIENT_HEADER, self.client))
         try:
             status, reason, resp_headers, data = self.app.upstream_request(
                 self.command, self.path, headers, body)
@@ -749,8 +771,11 @@ def check_login(app, data, client_ip):
     return 200, (role, instance)
 
 
-def mint_token(app, role, instance):
-    """Create the token the plugin's login would produce -> (status, body)."""
+def mint_token(app, role, instance, client=None):
+    """Create the token the plugin's login would produce -> (status, body, headers).
+
+    A rate-limit quota on OpenBao answers the login itself: 429 with the login's path, as
+    the quota acts before the plugin, and OpenBao's Retry-After when it sent one."""
     request = {
         "policies": app.roles[role],
         "ttl": app.args.token_ttl,
@@ -762,11 +787,18 @@ def mint_token(app, role, instance):
         "no_parent": True,
     }
     headers = [("X-Vault-Token", app.root_token), ("Content-Type", "application/json")]
+    if client:
+        headers.append((CLIENT_HEADER, client))
     try:
-        status, _, _, body = app.upstream_request(
+        status, _, resp_headers, body = app.upstream_request(
             "POST", "/v1/auth/token/create", headers, json.dumps(request).encode())
     except (OSError, http.client.HTTPException) as exc:
-        return 500, vault_errors(f"standin: upstream OpenBao unreachable: {exc}")
+        return 500, vault_errors(f"standin: upstream OpenBao unreachable: {exc}"), []
+    if status == 429:
+        login = app.login_path[len("/v1/"):]
+        passed = [(k, v) for k, v in resp_headers
+                  if k.lower() == "retry-after" or k.lower().startswith("x-ratelimit-")]
+        return 429, vault_errors(f'request path "{login}": rate limit quota exceeded'), passed
     try:
         answer = json.loads(body)
     except ValueError:
@@ -774,7 +806,7 @@ def mint_token(app, role, instance):
     auth = answer.get("auth") if isinstance(answer, dict) else None
     if status != 200 or not isinstance(auth, dict):
         errors = answer.get("errors") if isinstance(answer, dict) else None
-        return 500, vault_errors(f"standin: token creation failed: HTTP {status}: {errors}")
+        return 500, vault_errors(f"standin: token creation failed: HTTP {status}: {errors}"), []
     # The plugin stores role/instance/zone in Auth.InternalData, not in
     # Auth.Metadata, so a real login answer has "metadata": null.
     auth["metadata"] = None
@@ -787,7 +819,7 @@ def mint_token(app, role, instance):
         "wrap_info": None,
         "warnings": None,
         "auth": auth,
-    })
+    }), []
 
 
 def build_parser():

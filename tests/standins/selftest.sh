@@ -190,6 +190,10 @@ pass "proxied 400 body byte-identical: $(body)"
 assert_eq "$(header Content-Type) $(header Cache-Control)" "application/json no-store" "proxied headers"
 call GET "$A/v1/sys/health?standbyok=true"
 expect 200 .sealed false "proxied GET with query string"
+call GET "$A/client/m7/v1/sys/health?standbyok=true"
+expect 200 .sealed false "a client tag prefix is stripped before proxying"
+login "$A/client/m7" "{\"role\":\"storage\",\"instance\":\"$INSTANCE\"}"
+expect 200 '.auth.policies | length' 2 "login under a client tag prefix"
 
 # --- faults at runtime ---------------------------------------------------------
 faults "$A" '{"set":["sealed"]}'
@@ -276,8 +280,8 @@ call GET "$A/_standin/nope"
 assert_eq "$status" 404 "unknown control endpoint"
 
 call GET "$A/_standin/state"
-expect 200 '[.tokens_minted, .faults] | @json' '[3,{}]' "state: tokens minted, no faults"
-assert_eq "$(field .logins)" 13 "state: login attempts counted (not 405s, not while sealed)"
+expect 200 '[.tokens_minted, .faults] | @json' '[4,{}]' "state: tokens minted, no faults"
+assert_eq "$(field .logins)" 14 "state: login attempts counted (not 405s, not while sealed)"
 assert_eq "$(field '.requests.vault["/v1/transit/decrypt/luks"] >= 8')" true "state: requests per path"
 assert_eq "$(field '.requests.metadata["/1.0/meta-data/instance-id"] >= 3')" true "state: metadata requests"
 assert_eq "$(field '.statuses.vault["503"] >= 4')" true "state: statuses counted"
