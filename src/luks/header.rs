@@ -159,7 +159,7 @@ fn describe(e: &OpenError, device: &Path) -> String {
     }
 }
 
-fn parse_luks2(json: &[u8]) -> Result<Header, String> {
+pub fn parse_luks2(json: &[u8]) -> Result<Header, String> {
     let v: Value =
         serde_json::from_slice(json).map_err(|e| format!("cannot read the LUKS2 metadata: {e}"))?;
     let ids = |key: &str| -> Vec<u32> {
@@ -182,7 +182,7 @@ fn parse_luks2(json: &[u8]) -> Result<Header, String> {
     })
 }
 
-fn parse_luks1(dump: &str) -> Header {
+pub fn parse_luks1(dump: &str) -> Header {
     let keyslots = dump
         .lines()
         .filter_map(|l| l.strip_prefix("Key Slot "))

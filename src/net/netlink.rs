@@ -258,7 +258,7 @@ fn attr(b: &mut Vec<u8>, kind: u16, payload: &[u8]) {
 }
 
 /// The errno of the NLMSG_ERROR acknowledging `seq` in a datagram, if it holds one (0 = ok).
-fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
+pub fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
     while datagram.len() >= 16 {
         let len = u32::from_ne_bytes(datagram[0..4].try_into().ok()?) as usize;
         let kind = u16::from_ne_bytes(datagram[4..6].try_into().ok()?);

@@ -59,13 +59,7 @@ pub fn decrypt(
         },
         Err(f) => return Err(decrypt_error(&f, transit, &path)),
     };
-    let parsed = if batch {
-        batch_results(&reply.body, items.len())
-    } else {
-        let mut v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        take_plaintext(&mut v["data"]).map(|p| vec![Ok(p)])
-    };
-    parsed.ok_or_else(|| {
+    decrypt_answer(&reply.body, items.len()).ok_or_else(|| {
         Error::failed(
             Step::Decrypt,
             format!("the answer from {path} has no plaintext"),
@@ -96,6 +90,15 @@ pub fn decrypt_one(
             "",
         )),
     }
+}
+
+/// The results in a successful decrypt answer to `n` ciphertexts (a batch when n > 1).
+pub fn decrypt_answer(body: &[u8], n: usize) -> Option<ItemResults> {
+    if n > 1 {
+        return batch_results(body, n);
+    }
+    let mut v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    take_plaintext(&mut v["data"]).map(|p| vec![Ok(p)])
 }
 
 fn batch_results(body: &[u8], n: usize) -> Option<ItemResults> {
@@ -189,7 +192,7 @@ pub fn rewrap(
     ciphertext_of(&reply.body, &path, Step::Rewrap)
 }
 
-fn ciphertext_of(body: &[u8], path: &str, step: Step) -> Result<String> {
+pub fn ciphertext_of(body: &[u8], path: &str, step: Step) -> Result<String> {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match v.pointer("/data/ciphertext").and_then(Value::as_str) {
         Some(c) if c.starts_with("vault:v") => Ok(c.to_string()),
