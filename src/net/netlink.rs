@@ -270,7 +270,9 @@ pub fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
             let err = i32::from_ne_bytes(datagram[16..20].try_into().ok()?);
             return Some(-err);
         }
-        datagram = &datagram[(len + 3) & !3..];
+        // The next message starts at the 4-byte aligned length (NLMSG_ALIGN); a last one whose
+        // padding is missing ends the datagram.
+        datagram = datagram.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
     None
 }
@@ -355,5 +357,21 @@ mod tests {
         assert_eq!(ack_for(&two, 9), Some(libc::EEXIST));
         assert_eq!(ack_for(&[1, 2, 3], 1), None);
         assert_eq!(ack_for(&[255; 40], 1), None);
+    }
+
+    #[test]
+    fn a_last_message_without_its_padding_ends_the_datagram() {
+        // Found by the fuzzer (fuzz/regressions/netlink/): a 19-byte message that fills the
+        // datagram; stepping over it to the 20-byte boundary ran past the end.
+        let found = [
+            0x13, 0, 0, 0, 0x20, 0, 0, 0x80, 0x04, 0x9d, 0, 0xcf, 0xcf, 0xcf, 0xcf, 0, 0, 0, 0,
+        ];
+        assert_eq!(ack_for(&found, 1), None);
+        let mut odd = message(RTM_NEWLINK, 0, 3, &[0; 3]);
+        assert_eq!(ack_for(&odd, 3), None);
+        // The same message before an acknowledgement, properly padded: the ack is found.
+        odd.push(0);
+        odd.extend_from_slice(&message(NLMSG_ERROR, 0, 3, &0i32.to_ne_bytes()));
+        assert_eq!(ack_for(&odd, 3), Some(0));
     }
 }
