@@ -268,7 +268,9 @@ pub fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
         }
         if kind == NLMSG_ERROR && got_seq == seq && len >= 20 {
             let err = i32::from_ne_bytes(datagram[16..20].try_into().ok()?);
-            return Some(-err);
+            // The kernel sends -errno; i32::MIN has no negation (an overflow panic in debug
+            // builds) and is no errno: it stays an error, as i32::MAX.
+            return Some(err.saturating_neg());
         }
         // The next message starts at the 4-byte aligned length (NLMSG_ALIGN); a last one whose
         // padding is missing ends the datagram.
@@ -373,5 +375,12 @@ mod tests {
         odd.push(0);
         odd.extend_from_slice(&message(NLMSG_ERROR, 0, 3, &0i32.to_ne_bytes()));
         assert_eq!(ack_for(&odd, 3), Some(0));
+    }
+
+    #[test]
+    fn an_error_field_that_is_no_negated_errno_is_still_an_error() {
+        // Found by the fuzzer (fuzz/regressions/netlink/errno-i32-min): -i32::MIN overflowed.
+        let ack = message(NLMSG_ERROR, 0, 8, &i32::MIN.to_ne_bytes());
+        assert_eq!(ack_for(&ack, 8), Some(i32::MAX));
     }
 }
