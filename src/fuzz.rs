@@ -43,8 +43,9 @@ pub fn vault_login(data: &[u8]) {
     let _ = auth::token_from_answer(data);
 }
 
-/// A transit answer: the first byte says how many ciphertexts were sent (1: a single decrypt,
-/// more: a batch), the rest is the body; the same body also as an encrypt/rewrap answer.
+/// A transit answer: the first byte says how many ciphertexts were sent (modulo 4, plus 1: `0`
+/// for a single decrypt, `1`..`3` for a batch of 2..4), the rest is the body; the same body
+/// also as an encrypt/rewrap answer.
 pub fn vault_transit(data: &[u8]) {
     let Some((&n, body)) = data.split_first() else {
         return;
