@@ -27,6 +27,8 @@ declare -A need=(
 	[cpio]=cpio
 	[/usr/bin/time]=time
 	[strace]=strace
+	# libFuzzer (C++), built by the fuzz targets' libfuzzer-sys.
+	[g++]=g++
 )
 missing=()
 for cmd in "${!need[@]}"; do

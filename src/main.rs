@@ -1,5 +1,6 @@
 //! vault-luks: parse the command line, load the configuration, dispatch, map errors to exit
-//! codes. Nothing else happens here.
+//! codes. Nothing else happens here. The fuzz targets (fuzz/) build this file as a library and
+//! call the decoders through [`fuzz`], its only public module.
 
 mod check;
 mod cli;
@@ -7,6 +8,7 @@ mod close;
 mod config;
 mod error;
 mod files;
+pub mod fuzz;
 mod http;
 mod image;
 mod lifecycle;

@@ -115,9 +115,7 @@ impl Header {
             None,
             TIMEOUT,
         ) {
-            Ok(out) => serde_json::from_slice(&out.stdout)
-                .map(|v| from_luks2(&v))
-                .map_err(|e| format!("cannot read the LUKS2 metadata: {e}")),
+            Ok(out) => parse_luks2(&out.stdout),
             Err(_) => {
                 // LUKS1 has no JSON area: read the text dump.
                 let out = cs
@@ -170,6 +168,13 @@ fn describe(e: &OpenError, device: &Path) -> String {
     }
 }
 
+/// `cryptsetup luksDump --dump-json-metadata`'s text (also the fuzz target's way in).
+pub fn parse_luks2(json: &[u8]) -> Result<Header, String> {
+    serde_json::from_slice(json)
+        .map(|v| from_luks2(&v))
+        .map_err(|e| format!("cannot read the LUKS2 metadata: {e}"))
+}
+
 fn from_luks2(v: &Value) -> Header {
     let ids = |key: &str| -> Vec<u32> {
         let mut ids: Vec<u32> = v
@@ -191,7 +196,7 @@ fn from_luks2(v: &Value) -> Header {
     }
 }
 
-fn parse_luks1(dump: &str) -> Header {
+pub fn parse_luks1(dump: &str) -> Header {
     let keyslots = dump
         .lines()
         .filter_map(|l| l.strip_prefix("Key Slot "))

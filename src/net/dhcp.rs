@@ -181,7 +181,7 @@ pub fn mask_to_prefix(mask: Ipv4Addr) -> Option<u8> {
 
 /// Turns an ACK into a lease. Without a mask option, the address's class decides (RFC 2131
 /// leaves it to the client; the kernel's ipconfig does the same).
-fn lease_from(ack: &Reply, server: Ipv4Addr, attempts: u32) -> Lease {
+pub fn lease_from(ack: &Reply, server: Ipv4Addr, attempts: u32) -> Lease {
     let prefix = ack
         .subnet_mask
         .and_then(mask_to_prefix)

@@ -17,12 +17,12 @@
 //! it, any change still attempted is refused, so nothing can be left behind by a thread the
 //! process does not wait for.
 
-mod cmdline;
-mod dhcp;
+pub mod cmdline;
+pub mod dhcp;
 pub mod link;
-mod netlink;
+pub mod netlink;
 mod resolv;
-mod route;
+pub mod route;
 
 use crate::config::{AuthMethod, Config, StaticAddress};
 use crate::error::{Error, Result, Step};

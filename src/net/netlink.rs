@@ -258,7 +258,7 @@ fn attr(b: &mut Vec<u8>, kind: u16, payload: &[u8]) {
 }
 
 /// The errno of the NLMSG_ERROR acknowledging `seq` in a datagram, if it holds one (0 = ok).
-fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
+pub fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
     while datagram.len() >= 16 {
         let len = u32::from_ne_bytes(datagram[0..4].try_into().ok()?) as usize;
         let kind = u16::from_ne_bytes(datagram[4..6].try_into().ok()?);
@@ -268,9 +268,13 @@ fn ack_for(mut datagram: &[u8], seq: u32) -> Option<i32> {
         }
         if kind == NLMSG_ERROR && got_seq == seq && len >= 20 {
             let err = i32::from_ne_bytes(datagram[16..20].try_into().ok()?);
-            return Some(-err);
+            // The kernel sends -errno; i32::MIN has no negation (an overflow panic in debug
+            // builds) and is no errno: it stays an error, as i32::MAX.
+            return Some(err.saturating_neg());
         }
-        datagram = &datagram[(len + 3) & !3..];
+        // The next message starts at the 4-byte aligned length (NLMSG_ALIGN); a last one whose
+        // padding is missing ends the datagram.
+        datagram = datagram.get(len.next_multiple_of(4)..).unwrap_or_default();
     }
     None
 }
@@ -355,5 +359,28 @@ mod tests {
         assert_eq!(ack_for(&two, 9), Some(libc::EEXIST));
         assert_eq!(ack_for(&[1, 2, 3], 1), None);
         assert_eq!(ack_for(&[255; 40], 1), None);
+    }
+
+    #[test]
+    fn a_last_message_without_its_padding_ends_the_datagram() {
+        // Found by the fuzzer (fuzz/regressions/netlink/): a 19-byte message that fills the
+        // datagram; stepping over it to the 20-byte boundary ran past the end.
+        let found = [
+            0x13, 0, 0, 0, 0x20, 0, 0, 0x80, 0x04, 0x9d, 0, 0xcf, 0xcf, 0xcf, 0xcf, 0, 0, 0, 0,
+        ];
+        assert_eq!(ack_for(&found, 1), None);
+        let mut odd = message(RTM_NEWLINK, 0, 3, &[0; 3]);
+        assert_eq!(ack_for(&odd, 3), None);
+        // The same message before an acknowledgement, properly padded: the ack is found.
+        odd.push(0);
+        odd.extend_from_slice(&message(NLMSG_ERROR, 0, 3, &0i32.to_ne_bytes()));
+        assert_eq!(ack_for(&odd, 3), Some(0));
+    }
+
+    #[test]
+    fn an_error_field_that_is_no_negated_errno_is_still_an_error() {
+        // Found by the fuzzer (fuzz/regressions/netlink/errno-i32-min): -i32::MIN overflowed.
+        let ack = message(NLMSG_ERROR, 0, 8, &i32::MIN.to_ne_bytes());
+        assert_eq!(ack_for(&ack, 8), Some(i32::MAX));
     }
 }

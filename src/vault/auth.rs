@@ -150,7 +150,7 @@ fn approle_login(
 }
 
 /// The client token in a login answer; logs the policies and lease it came with.
-fn token_from_answer(body: &[u8]) -> Result<Secret> {
+pub fn token_from_answer(body: &[u8]) -> Result<Secret> {
     let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
         Error::failed(
             Step::Login,

@@ -59,13 +59,7 @@ pub fn decrypt(
         },
         Err(f) => return Err(decrypt_error(&f, transit, &path)),
     };
-    let parsed = if batch {
-        batch_results(&reply.body, items.len())
-    } else {
-        let mut v: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
-        take_plaintext(&mut v["data"]).map(|p| vec![Ok(p)])
-    };
-    parsed.ok_or_else(|| {
+    decrypt_answer(&reply.body, items.len()).ok_or_else(|| {
         Error::failed(
             Step::Decrypt,
             format!("the answer from {path} has no plaintext"),
@@ -96,6 +90,16 @@ pub fn decrypt_one(
             "",
         )),
     }
+}
+
+/// The results in a successful decrypt answer to `n` ciphertexts (a batch when n > 1).
+pub fn decrypt_answer(body: &[u8], n: usize) -> Option<ItemResults> {
+    if n > 1 {
+        return batch_results(body, n);
+    }
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    // get_mut, not v["data"]: indexing a JSON value that is not an object panics.
+    take_plaintext(v.get_mut("data")?).map(|p| vec![Ok(p)])
 }
 
 fn batch_results(body: &[u8], n: usize) -> Option<ItemResults> {
@@ -189,7 +193,7 @@ pub fn rewrap(
     ciphertext_of(&reply.body, &path, Step::Rewrap)
 }
 
-fn ciphertext_of(body: &[u8], path: &str, step: Step) -> Result<String> {
+pub fn ciphertext_of(body: &[u8], path: &str, step: Step) -> Result<String> {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match v.pointer("/data/ciphertext").and_then(Value::as_str) {
         Some(c) if c.starts_with("vault:v") => Ok(c.to_string()),
@@ -233,6 +237,23 @@ mod tests {
         );
         assert!(batch_results(br#"{"errors":["x"]}"#, 1).is_none());
         assert_eq!(vault_errors(br#"{"errors":["x"]}"#), vec!["x"]);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_an_object_has_no_plaintext() {
+        // Found by the fuzzer (fuzz/regressions/vault_transit/): a 200 answer `6` panicked.
+        for body in [
+            &b"6"[..],
+            b"[]",
+            b"\"data\"",
+            b"null",
+            b"{\"data\":[1]}",
+            b"not json",
+        ] {
+            assert!(decrypt_answer(body, 1).is_none(), "{body:?}");
+        }
+        let ok = decrypt_answer(br#"{"data":{"plaintext":"QUJD"}}"#, 1).unwrap();
+        assert_eq!(ok[0].as_ref().unwrap().expose(), b"QUJD");
     }
 
     #[test]
