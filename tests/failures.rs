@@ -179,6 +179,59 @@ fn decrypt_refused_by_policy() {
         1,
         "the token is revoked on failure too"
     );
+    // The token was well within its lease (the stand-in's 60 s): no second login.
+    assert_eq!(case.standin.state()["logins"], 1);
+}
+
+/// A login token whose lease runs out while the decrypt is still being retried (a throttled
+/// Vault, here the stand-in's 429s, 0.25+0.5+1+2 s of backoff at least, past a 2 s TTL):
+/// OpenBao answers the late decrypt 403, vault-luks logs in once more and gets the key.
+#[test]
+fn a_token_expired_while_retrying_is_replaced_by_a_new_login() {
+    let sb = Sandbox::new("token-expired");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&["--token-ttl", "2s", "--fault", "transit-429=4"]);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    cfg["timeouts"] = json!({"unlock": 30, "request": 2, "device": 1, "cryptsetup": 60});
+    let run = sb.run(&sb.write_config(&cfg), &["unlock"]);
+    run.assert_code(0)
+        .assert_stderr("lease 2s, shorter than the 30s left")
+        .assert_stderr("rate limit quota exceeded; retrying in")
+        .assert_stderr("vault login: the token expired after ")
+        .assert_stderr("while retrying; logging in again")
+        .assert_within(Duration::from_secs(20));
+    assert!(sb.is_open("luks"));
+    let state = standin.state();
+    assert_eq!(state["logins"], 2, "one login more for one expiry");
+    assert_eq!(state["tokens_minted"], 2);
+    // Four 429s, the expired token's 403, the new token's 200.
+    assert_eq!(standin.requests("/v1/transit/decrypt/luks"), 6);
+    // Only the new token is revoked: the expired one Vault revoked itself at its TTL.
+    assert_eq!(standin.requests("/v1/auth/token/revoke-self"), 1);
+}
+
+/// A token handed over cannot be replaced by a login: its 403 says it may have expired.
+#[test]
+fn an_expired_token_handed_over_says_so() {
+    let case = Case::new("token-file-expired", &[]);
+    let token = bao().run(&[
+        "token",
+        "create",
+        "-field=token",
+        "-policy=transit-luks",
+        "-ttl=1s",
+    ]);
+    let token_file = case.sb.write("token", &token);
+    let mut config = case.config.clone();
+    config["auth"] = json!({"method": "token", "token_file": token_file});
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = case.sb.run(&case.sb.write_config(&config), &["unlock"]);
+    run.assert_code(1)
+        .assert_stderr("HTTP 403")
+        .assert_stderr("or the token handed over has expired or was revoked")
+        .refute_stderr("logging in again")
+        .assert_within(Duration::from_secs(3));
+    assert!(!case.sb.is_open("luks"));
 }
 
 #[test]
