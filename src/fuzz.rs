@@ -38,9 +38,10 @@ pub fn cmdline(data: &[u8]) {
     let _ = cmdline::parse(text);
 }
 
-/// A Vault login answer (`auth.client_token`).
+/// A Vault login answer (`auth.client_token`, its lease against a deadline).
 pub fn vault_login(data: &[u8]) {
-    let _ = auth::token_from_answer(data);
+    let deadline = crate::retry::Deadline::after(std::time::Duration::from_secs(60));
+    let _ = auth::token_from_answer(data, &deadline);
 }
 
 /// A transit answer: the first byte says how many ciphertexts were sent (modulo 4, plus 1: `0`

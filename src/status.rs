@@ -56,24 +56,22 @@ pub fn check_vault(config: &Config, cs: &Cryptsetup, status: &mut Value) -> bool
     {
         let verdict = match &session {
             Err(e) => e.to_string(),
-            Ok((vault, token)) => {
-                match crate::unlock::key_for(cs, vault, &token.secret, v, &deadline) {
+            Ok(session) => match crate::unlock::key_for(cs, session, v, &deadline) {
+                Err(e) => e.to_string(),
+                Ok(key) => match crate::lifecycle::key_opens(cs, &v.device, None, &key) {
+                    Ok(true) => "ok".to_string(),
+                    Ok(false) => {
+                        format!("the key from Vault does not open {}", v.device.display())
+                    }
                     Err(e) => e.to_string(),
-                    Ok(key) => match crate::lifecycle::key_opens(cs, &v.device, None, &key) {
-                        Ok(true) => "ok".to_string(),
-                        Ok(false) => {
-                            format!("the key from Vault does not open {}", v.device.display())
-                        }
-                        Err(e) => e.to_string(),
-                    },
-                }
-            }
+                },
+            },
         };
         all_ok &= verdict == "ok";
         s["vault_check"] = json!(verdict);
     }
-    if let Ok((vault, token)) = session {
-        crate::vault::auth::finish(&vault, token, &deadline);
+    if let Ok(session) = session {
+        session.finish(&deadline);
     }
     all_ok
 }

@@ -179,6 +179,95 @@ fn decrypt_refused_by_policy() {
         1,
         "the token is revoked on failure too"
     );
+    // The token was well within its lease (the stand-in's 60 s): no second login.
+    assert_eq!(case.standin.state()["logins"], 1);
+}
+
+/// A login token whose lease runs out while the decrypt is still being retried (a throttled
+/// Vault, here the stand-in's 429s, 0.25+0.5+1+2 s of backoff at least, past a 2 s TTL):
+/// OpenBao answers the late decrypt 403, vault-luks logs in once more and gets the key.
+#[test]
+fn a_token_expired_while_retrying_is_replaced_by_a_new_login() {
+    let sb = Sandbox::new("token-expired");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&["--token-ttl", "2s", "--fault", "transit-429=4"]);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    cfg["timeouts"] = json!({"unlock": 30, "request": 2, "device": 1, "cryptsetup": 60});
+    let run = sb.run(&sb.write_config(&cfg), &["unlock"]);
+    run.assert_code(0)
+        .assert_stderr("lease 2s, shorter than the ")
+        .assert_stderr("rate limit quota exceeded; retrying in")
+        .assert_stderr("vault login: the token expired after ")
+        .assert_stderr("while retrying; logging in again")
+        .assert_within(Duration::from_secs(20));
+    assert!(sb.is_open("luks"));
+    let state = standin.state();
+    assert_eq!(state["logins"], 2, "one login more for one expiry");
+    assert_eq!(state["tokens_minted"], 2);
+    // Four 429s, the expired token's 403, the new token's 200.
+    assert_eq!(standin.requests("/v1/transit/decrypt/luks"), 6);
+    // Only the new token is revoked: the expired one Vault revoked itself at its TTL.
+    assert_eq!(standin.requests("/v1/auth/token/revoke-self"), 1);
+}
+
+/// The same expiry, but the second login is refused: the message says the token expired,
+/// not that the policy lacks the path.
+#[test]
+fn a_token_expired_and_a_refused_login_says_the_token_expired() {
+    let sb = Sandbox::new("token-expired-relogin-403");
+    let vol = sb.article_volume("luks", "luks", FAST_ARGON2);
+    let standin = Standin::start(&["--token-ttl", "2s", "--fault", "transit-429=4"]);
+    let mut cfg = config_for(&standin, &[("luks", &vol, "luks")]);
+    cfg["timeouts"] = json!({"unlock": 30, "request": 2, "device": 1, "cryptsetup": 60});
+    let child = {
+        let mut cmd = sb.command(&sb.write_config(&cfg), &["unlock"]);
+        cmd.stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    // The first login is through; its decrypt waits at least 3.75 s behind the 429s.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while standin.state()["tokens_minted"] != 1 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    standin.set_faults(r#"{"set":["login-403"]}"#);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "logging in again",
+        "vault login failed",
+        "transit decrypt failed",
+        "HTTP 403: permission denied -- the token expired after ",
+        "make the role's token_ttl at least timeouts.unlock",
+    ] {
+        assert!(stderr.contains(needle), "no `{needle}` in:\n{stderr}");
+    }
+    assert_eq!(standin.state()["logins"], 2, "one login more, no loop");
+    assert!(!sb.is_open("luks"));
+}
+
+/// A token handed over cannot be replaced by a login: its 403 says it may have expired.
+#[test]
+fn an_expired_token_handed_over_says_so() {
+    let case = Case::new("token-file-expired", &[]);
+    let token = bao().run(&[
+        "token",
+        "create",
+        "-field=token",
+        "-policy=transit-luks",
+        "-ttl=1s",
+    ]);
+    let token_file = case.sb.write("token", &token);
+    let mut config = case.config.clone();
+    config["auth"] = json!({"method": "token", "token_file": token_file});
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = case.sb.run(&case.sb.write_config(&config), &["unlock"]);
+    run.assert_code(1)
+        .assert_stderr("HTTP 403")
+        .assert_stderr("or the token handed over has expired or was revoked")
+        .refute_stderr("logging in again")
+        .assert_within(Duration::from_secs(3));
+    assert!(!case.sb.is_open("luks"));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use crate::luks::header::{write_binding, Binding, Header};
 use crate::luks::{Cryptsetup, OpenError};
 use crate::retry::Deadline;
 use crate::secret::Secret;
-use crate::vault::{auth, transit, Vault};
+use crate::vault::{auth::Session, transit};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,21 +38,20 @@ pub fn enroll(config: &Config, config_path: &Path, o: &Options, cs: &Cryptsetup)
     let ciphertext_file = ciphertext_file(o)?;
     refuse_a_device_not_fit(o, cs)?;
     let deadline = Deadline::after(config.timeouts.unlock);
-    let (vault, token) = crate::unlock::connect(config, &deadline)?;
+    let session = crate::unlock::connect(config, &deadline)?;
     let key = new_key()?;
     let result = Enrollment {
         config,
         config_path,
         o,
         cs,
-        vault: &vault,
-        token: &token.secret,
+        session: &session,
         key: &key,
         ciphertext_file: &ciphertext_file,
         deadline: &deadline,
     }
     .wrap_and_store();
-    auth::finish(&vault, token, &deadline);
+    session.finish(&deadline);
     result?;
     if o.recovery {
         add_recovery_passphrase(o, cs, &key)?;
@@ -181,8 +180,7 @@ struct Enrollment<'a> {
     config_path: &'a Path,
     o: &'a Options,
     cs: &'a Cryptsetup,
-    vault: &'a Vault,
-    token: &'a Secret,
+    session: &'a Session<'a>,
     key: &'a Secret,
     ciphertext_file: &'a Path,
     deadline: &'a Deadline,
@@ -215,12 +213,10 @@ impl Enrollment<'_> {
     /// The key's ciphertext, proven to decrypt back to it before anything depends on it (a
     /// wrong context would not).
     fn wrap_proven(&self) -> Result<String> {
-        let (vault, token, transit, deadline) =
-            (self.vault, self.token, &self.o.transit, self.deadline);
-        let ciphertext = transit::encrypt(vault, token, transit, self.key, deadline)?;
+        let (session, transit, deadline) = (self.session, &self.o.transit, self.deadline);
+        let ciphertext = transit::encrypt(session, transit, self.key, deadline)?;
         let back = transit::decrypt(
-            vault,
-            token,
+            session,
             transit,
             &[transit::Ciphertext {
                 text: &ciphertext,

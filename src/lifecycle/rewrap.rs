@@ -9,20 +9,20 @@ use crate::luks::header::{write_binding, Header};
 use crate::luks::Cryptsetup;
 use crate::retry::Deadline;
 use crate::unlock::{key_version, read_ciphertext, select};
-use crate::vault::{auth, transit};
+use crate::vault::{auth::Session, transit};
 
 pub fn rewrap(config: &Config, names: &[String], cs: &Cryptsetup) -> Result<()> {
     let volumes = select(config, names)?;
     let deadline = Deadline::after(config.timeouts.unlock);
-    let (vault, token) = crate::unlock::connect(config, &deadline)?;
+    let session = crate::unlock::connect(config, &deadline)?;
     let mut failed = Vec::new();
     for v in volumes {
-        if let Err(e) = rewrap_one(v, cs, &vault, &token.secret, &deadline) {
+        if let Err(e) = rewrap_one(v, cs, &session, &deadline) {
             crate::log::error(format_args!("{}", e.clone().for_volume(&v.name)));
             failed.push(v.name.clone());
         }
     }
-    auth::finish(&vault, token, &deadline);
+    session.finish(&deadline);
     if failed.is_empty() {
         Ok(())
     } else {
@@ -34,15 +34,9 @@ pub fn rewrap(config: &Config, names: &[String], cs: &Cryptsetup) -> Result<()> 
     }
 }
 
-fn rewrap_one(
-    v: &Volume,
-    cs: &Cryptsetup,
-    vault: &crate::vault::Vault,
-    token: &crate::secret::Secret,
-    deadline: &Deadline,
-) -> Result<()> {
+fn rewrap_one(v: &Volume, cs: &Cryptsetup, session: &Session, deadline: &Deadline) -> Result<()> {
     let old = read_ciphertext(Some(cs), v)?;
-    let new = transit::rewrap(vault, token, &v.transit, &old, deadline)?;
+    let new = transit::rewrap(session, &v.transit, &old, deadline)?;
     let (before, after) = (
         key_version(&old).unwrap_or(0),
         key_version(&new).unwrap_or(0),

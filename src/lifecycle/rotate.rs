@@ -17,7 +17,7 @@ use crate::luks::Cryptsetup;
 use crate::retry::Deadline;
 use crate::secret::Secret;
 use crate::unlock::{read_ciphertext, select};
-use crate::vault::{auth, transit, Vault};
+use crate::vault::{auth::Session, transit};
 use std::path::{Path, PathBuf};
 
 pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
@@ -27,19 +27,18 @@ pub fn rotate(config: &Config, name: &str, cs: &Cryptsetup) -> Result<()> {
     })?;
     let old_ciphertext = read_ciphertext(Some(cs), v)?;
     let deadline = Deadline::after(config.timeouts.unlock);
-    let (vault, token) = crate::unlock::connect(config, &deadline)?;
+    let session = crate::unlock::connect(config, &deadline)?;
     let rotation = Rotation {
         config,
         name,
         cs,
         v,
         header: &header,
-        vault: &vault,
-        token: &token.secret,
+        session: &session,
         deadline: &deadline,
     };
     let result = rotation.run(&old_ciphertext);
-    auth::finish(&vault, token, &deadline);
+    session.finish(&deadline);
     result
 }
 
@@ -50,21 +49,15 @@ struct Rotation<'a> {
     cs: &'a Cryptsetup,
     v: &'a Volume,
     header: &'a Header,
-    vault: &'a Vault,
-    token: &'a Secret,
+    session: &'a Session<'a>,
     deadline: &'a Deadline,
 }
 
 impl Rotation<'_> {
     /// The steps of the module's header, in that order: each is done before the next begins.
     fn run(&self, old_ciphertext: &str) -> Result<()> {
-        let old_key = transit::decrypt_one(
-            self.vault,
-            self.token,
-            &self.v.transit,
-            old_ciphertext,
-            self.deadline,
-        )?;
+        let old_key =
+            transit::decrypt_one(self.session, &self.v.transit, old_ciphertext, self.deadline)?;
         let old_slot = self.slot_of_current_key(&old_key)?;
         let new_slot = self.free_slot()?;
         let new_key = new_key()?;
@@ -105,9 +98,9 @@ impl Rotation<'_> {
 
     /// The new key's ciphertext, proven to decrypt back to it before anything depends on it.
     fn wrap_proven(&self, new_key: &Secret) -> Result<String> {
-        let (vault, token, v, deadline) = (self.vault, self.token, self.v, self.deadline);
-        let new_ciphertext = transit::encrypt(vault, token, &v.transit, new_key, deadline)?;
-        let decrypted = transit::decrypt_one(vault, token, &v.transit, &new_ciphertext, deadline)?;
+        let (session, v, deadline) = (self.session, self.v, self.deadline);
+        let new_ciphertext = transit::encrypt(session, &v.transit, new_key, deadline)?;
+        let decrypted = transit::decrypt_one(session, &v.transit, &new_ciphertext, deadline)?;
         if decrypted.expose() != new_key.expose() {
             return Err(self.fail(
                 "the new ciphertext does not decrypt back to the new key".into(),

@@ -10,10 +10,11 @@ use crate::metadata::{ExoscaleMetadata, IdentitySource};
 use crate::retry::Deadline;
 use crate::secret::{decode_base64, Secret};
 use crate::vault::{auth, transit, Vault};
+use auth::Session;
 use std::collections::BTreeMap;
 
 /// Identity (when the auth method needs it) and login: a Vault client and a token.
-pub fn connect(config: &Config, deadline: &Deadline) -> Result<(Vault, auth::Token)> {
+pub fn connect<'c>(config: &'c Config, deadline: &Deadline) -> Result<Session<'c>> {
     let identity = if auth::needs_identity(&config.auth) {
         let source = ExoscaleMetadata::new(&config.metadata.url, config.timeouts.request);
         crate::log::info(format_args!(
@@ -35,8 +36,7 @@ pub fn connect(config: &Config, deadline: &Deadline) -> Result<(Vault, auth::Tok
         "vault: addresses {}",
         vault.addresses().join(", ")
     ));
-    let token = auth::login(&vault, &config.auth, identity.as_ref(), deadline)?;
-    Ok((vault, token))
+    Session::start(vault, &config.auth, identity, deadline)
 }
 
 /// What Vault gave: the keys (in each volume's format), and why each other volume got none.
@@ -67,18 +67,11 @@ fn fetch_into<'p>(
 ) -> Result<()> {
     // Up only while Vault is asked: dropped (torn down) on every way out of here.
     let network = crate::net::bring_up(config, deadline.instant())?;
-    let (vault, token) = connect(config, deadline)?;
+    let session = connect(config, deadline)?;
     for (transit_key, members) in by_transit_key(pending) {
-        decrypt_batch(
-            &vault,
-            &token.secret,
-            &transit_key,
-            members,
-            deadline,
-            fetched,
-        );
+        decrypt_batch(&session, &transit_key, members, deadline, fetched);
     }
-    auth::finish(&vault, token, deadline);
+    session.finish(deadline);
     drop(network);
     Ok(())
 }
@@ -105,8 +98,7 @@ fn by_transit_key(pending: &[Pending]) -> Vec<(Transit, Vec<&Pending>)> {
 
 /// One transit decrypt for `members`: each key, or each refusal, into `fetched`.
 fn decrypt_batch<'p>(
-    vault: &Vault,
-    token: &Secret,
+    session: &Session,
     transit_key: &Transit,
     members: Vec<&'p Pending>,
     deadline: &Deadline,
@@ -119,7 +111,7 @@ fn decrypt_batch<'p>(
             context: p.volume.transit.context.as_deref(),
         })
         .collect();
-    let results = match transit::decrypt(vault, token, transit_key, &items, deadline) {
+    let results = match transit::decrypt(session, transit_key, &items, deadline) {
         Ok(results) => results,
         Err(e) => {
             let all = members.iter().map(|p| (p.volume.name.clone(), e.clone()));
@@ -141,15 +133,14 @@ fn decrypt_batch<'p>(
 /// One volume's key, for checks: its ciphertext decrypted and put in its key format.
 pub fn key_for(
     cs: &Cryptsetup,
-    vault: &Vault,
-    token: &Secret,
+    session: &Session,
     v: &Volume,
     deadline: &Deadline,
 ) -> Result<Secret> {
     let ciphertext = read_ciphertext(Some(cs), v)?;
     key_bytes(
         v,
-        transit::decrypt_one(vault, token, &v.transit, &ciphertext, deadline)?,
+        transit::decrypt_one(session, &v.transit, &ciphertext, deadline)?,
     )
 }
 

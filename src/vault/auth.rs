@@ -2,13 +2,15 @@
 //! token handed over (token_file, VAULT_TOKEN/BAO_TOKEN). The token lives in a Secret, is sent
 //! only in the X-Vault-Token header, and is revoked when we are done unless told to keep it.
 
-use super::client::{Vault, VaultFailure};
+use super::client::{TokenNote, Vault, VaultFailure};
 use crate::config::{AuthConfig, AuthMethod};
 use crate::error::{Error, Result, Step};
+use crate::http::Reply;
 use crate::metadata::Identity;
 use crate::retry::Deadline;
 use crate::secret::Secret;
-use std::time::Duration;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 pub struct Token {
@@ -17,6 +19,134 @@ pub struct Token {
     pub revoke: bool,
     /// For the log: where it came from.
     pub source: String,
+    /// The login answer's lease_duration, counted from `issued`; None when it never expires
+    /// or is not known (a token handed over).
+    lease: Option<Duration>,
+    issued: Instant,
+    /// From a file or the environment: no login can replace it.
+    handed_over: bool,
+}
+
+impl Token {
+    fn handed_over(secret: Secret, revoke: bool, source: String) -> Token {
+        Token {
+            secret,
+            revoke,
+            source,
+            lease: None,
+            issued: Instant::now(),
+            handed_over: true,
+        }
+    }
+
+    /// Its age, when its lease has run out or is about to: `margin` covers the login's round
+    /// trip, as Vault counts the lease from before its answer reached us.
+    fn expired(&self, margin: Duration) -> Option<Duration> {
+        let lease = self.lease?;
+        let age = self.issued.elapsed();
+        (age + margin.min(lease / 10) >= lease).then_some(age)
+    }
+}
+
+/// How close to its lease's end a token refused 403 counts as expired (at most a tenth of it).
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
+
+/// A Vault client and the token it works with. A login token whose lease runs out while a
+/// request is still retried (a rate-limited or slow Vault) is refused 403 "permission denied":
+/// the session then logs in again, once per expiry, and repeats the request, all within the
+/// caller's deadline. A 403 for a token still valid is final (a policy that says no).
+pub struct Session<'c> {
+    pub vault: Vault,
+    auth: &'c AuthConfig,
+    identity: Option<Identity>,
+    token: RefCell<Token>,
+}
+
+impl<'c> Session<'c> {
+    pub fn start(
+        vault: Vault,
+        auth: &'c AuthConfig,
+        identity: Option<Identity>,
+        deadline: &Deadline,
+    ) -> Result<Session<'c>> {
+        let token = login(&vault, auth, identity.as_ref(), deadline)?;
+        Ok(Session {
+            vault,
+            auth,
+            identity,
+            token: RefCell::new(token),
+        })
+    }
+
+    /// `Vault::post` with the session's token; see `Session` for a 403.
+    pub fn post(
+        &self,
+        what: &str,
+        path: &str,
+        body: &[u8],
+        deadline: &Deadline,
+    ) -> std::result::Result<Reply, Box<VaultFailure>> {
+        loop {
+            let mut f = match self.post_once(what, path, body, deadline) {
+                Err(f) if f.status == Some(403) => f,
+                other => return other,
+            };
+            let token = self.token.borrow();
+            if token.handed_over {
+                f.token = TokenNote::HandedOver;
+                return Err(f);
+            }
+            let Some(age) = token.expired(EXPIRY_MARGIN) else {
+                return Err(f);
+            };
+            drop(token);
+            crate::log::info(format_args!(
+                "vault login: the token expired after {:.0}s while retrying; logging in again",
+                age.as_secs_f64()
+            ));
+            match login(&self.vault, self.auth, self.identity.as_ref(), deadline) {
+                // The old token is dropped, not revoked: past its lease, Vault has revoked it.
+                Ok(fresh) => *self.token.borrow_mut() = fresh,
+                Err(e) => {
+                    crate::log::warn(format_args!("{e}"));
+                    f.token = TokenNote::Expired(age);
+                    return Err(f);
+                }
+            }
+        }
+    }
+
+    fn post_once(
+        &self,
+        what: &str,
+        path: &str,
+        body: &[u8],
+        deadline: &Deadline,
+    ) -> std::result::Result<Reply, Box<VaultFailure>> {
+        let token = self.token.borrow();
+        self.vault
+            .post(what, path, Some(&token.secret), body, deadline)
+    }
+
+    /// Revoke the token (see `finish`).
+    pub fn finish(self, deadline: &Deadline) {
+        revoke(&self.vault, self.token.into_inner(), deadline);
+    }
+}
+
+/// The hint for a 403: `policy` (what to add to the token's policies), unless the token had
+/// expired or was handed over.
+pub fn denied_hint(f: &VaultFailure, policy: String) -> String {
+    match f.token {
+        TokenNote::Expired(age) => format!(
+            "the token expired after {}s while Vault was retried, and logging in again failed (see above): make the role's token_ttl at least timeouts.unlock",
+            age.as_secs()
+        ),
+        TokenNote::HandedOver => format!(
+            "{policy}; or the token handed over has expired or was revoked: give a new one"
+        ),
+        TokenNote::Fresh => policy,
+    }
 }
 
 /// Builds `{"k":"v",...}` straight into a zeroizing buffer: login bodies can hold a secret_id.
@@ -73,10 +203,15 @@ pub fn login(
     let reply = vault
         .post("vault login", &path, None, &body, deadline)
         .map_err(|f| login_error(&f, auth))?;
+    let issued = Instant::now();
+    let (secret, lease) = token_from_answer(&reply.body, deadline)?;
     Ok(Token {
-        secret: token_from_answer(&reply.body)?,
+        secret,
         revoke: auth.revoke,
         source,
+        lease,
+        issued,
+        handed_over: false,
     })
 }
 
@@ -85,11 +220,8 @@ fn token_from_env(var: &str) -> Token {
     // Read only now, straight into a Secret; it stays out of the environment of children.
     // The copy std::env::var makes is zeroized too; only the trimmed bytes are kept.
     let value = Zeroizing::new(std::env::var(var).unwrap_or_default());
-    Token {
-        secret: Secret::new(value.trim().as_bytes().to_vec()),
-        revoke: false,
-        source: format!("the token in {var}"),
-    }
+    let secret = Secret::new(value.trim().as_bytes().to_vec());
+    Token::handed_over(secret, false, format!("the token in {var}"))
 }
 
 /// The token in auth.token_file; the method needs one when no environment variable gave it.
@@ -102,11 +234,8 @@ fn token_from_file(token_file: Option<&std::path::Path>, auth: &AuthConfig) -> R
         ));
     };
     let secret = read_secret_file(file)?;
-    Ok(Token {
-        secret,
-        revoke: auth.revoke,
-        source: format!("the token in {}", file.display()),
-    })
+    let source = format!("the token in {}", file.display());
+    Ok(Token::handed_over(secret, auth.revoke, source))
 }
 
 /// The Exoscale plugin's login body for this instance, and what it is for the log.
@@ -149,8 +278,9 @@ fn approle_login(
     ))
 }
 
-/// The client token in a login answer; logs the policies and lease it came with.
-pub fn token_from_answer(body: &[u8]) -> Result<Secret> {
+/// The client token in a login answer and its lease (None: never expires); logs the policies
+/// and the lease, and whether the lease ends before `deadline`.
+pub fn token_from_answer(body: &[u8], deadline: &Deadline) -> Result<(Secret, Option<Duration>)> {
     let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
         Error::failed(
             Step::Login,
@@ -180,11 +310,17 @@ pub fn token_from_answer(body: &[u8]) -> Result<Secret> {
         .and_then(|p| p.as_array())
         .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
         .unwrap_or_default();
+    let left = deadline.remaining().as_secs();
+    let short = if lease > 0 && lease < left {
+        format!(", shorter than the {left}s left: a retry that outlasts it logs in again")
+    } else {
+        String::new()
+    };
     crate::log::info(format_args!(
-        "vault login: ok (policies: {}; lease {lease}s)",
+        "vault login: ok (policies: {}; lease {lease}s{short})",
         policies.join(", ")
     ));
-    Ok(token)
+    Ok((token, (lease > 0).then(|| Duration::from_secs(lease))))
 }
 
 fn read_secret_file(path: &std::path::Path) -> Result<Secret> {
@@ -241,9 +377,15 @@ pub fn vault_hint(f: &VaultFailure) -> String {
 
 /// Revoke our token (auth/token/revoke-self): best effort, bounded even past the deadline so
 /// a slow Vault cannot hold the boot; a failure is a warning, never an unlock failure.
-pub fn finish(vault: &Vault, token: Token, deadline: &Deadline) {
+fn revoke(vault: &Vault, token: Token, deadline: &Deadline) {
     if !token.revoke {
         crate::log::debug(format_args!("token revoke: keeping {}", token.source));
+        return;
+    }
+    if token.expired(Duration::ZERO).is_some() {
+        crate::log::info(format_args!(
+            "token revoke: not needed, its lease has run out"
+        ));
         return;
     }
     let grace = Deadline::after(

@@ -45,6 +45,19 @@ pub struct VaultFailure {
     /// The body of a non-2xx answer (transit batches report per-item errors in a 400).
     pub body: Option<zeroize::Zeroizing<Vec<u8>>>,
     pub redirect: Option<String>,
+    /// What the session knew of its token, for a 403 (see `auth::Session`).
+    pub token: TokenNote,
+}
+
+/// What a 403 can mean besides a policy that says no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenNote {
+    /// The token was within its lease (or never expires): the policy said no.
+    Fresh,
+    /// Past its lease after this long, and no new login could replace it.
+    Expired(std::time::Duration),
+    /// From a file or the environment: its lease is not known, no login can replace it.
+    HandedOver,
 }
 
 impl fmt::Display for VaultFailure {
@@ -304,6 +317,7 @@ fn transport_failure(address: &str, e: HttpError) -> Box<VaultFailure> {
         gave_up_after: None,
         body: None,
         redirect: None,
+        token: TokenNote::Fresh,
     })
 }
 
@@ -316,6 +330,7 @@ fn failure_from_reply(address: &str, reply: Reply) -> VaultFailure {
         gave_up_after: None,
         redirect: reply.location.clone(),
         body: Some(reply.body),
+        token: TokenNote::Fresh,
     }
 }
 
@@ -687,6 +702,7 @@ mod tests {
             gave_up_after: None,
             body: None,
             redirect: None,
+            token: TokenNote::Fresh,
         };
         assert_eq!(
             f.to_string(),

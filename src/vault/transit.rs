@@ -2,8 +2,8 @@
 //! The plaintext is kept exactly as Vault returns it (base64 text): that string is the LUKS
 //! passphrase the article's pipeline gives cryptsetup.
 
-use super::auth::vault_hint;
-use super::client::{Vault, VaultFailure};
+use super::auth::{denied_hint, vault_hint, Session};
+use super::client::VaultFailure;
 use crate::config::Transit;
 use crate::error::{Error, Result, Step};
 use crate::retry::Deadline;
@@ -19,8 +19,7 @@ pub struct Ciphertext<'a> {
 pub type ItemResults = Vec<std::result::Result<Secret, String>>;
 
 pub fn decrypt(
-    vault: &Vault,
-    token: &Secret,
+    session: &Session,
     transit: &Transit,
     items: &[Ciphertext],
     deadline: &Deadline,
@@ -46,7 +45,7 @@ pub fn decrypt(
         deadline.remaining().as_secs_f64()
     ));
     let body = serde_json::to_vec(&body).expect("serializing a JSON value cannot fail");
-    let reply = match vault.post("transit decrypt", &path, Some(token), &body, deadline) {
+    let reply = match session.post("transit decrypt", &path, &body, deadline) {
         Ok(r) => r,
         // A batch with a failing item is answered 400 with per-item errors: use them.
         Err(f) if batch && f.status == Some(400) => match f
@@ -70,8 +69,7 @@ pub fn decrypt(
 
 /// One ciphertext's plaintext (with `transit`'s context); its item error is the error.
 pub fn decrypt_one(
-    vault: &Vault,
-    token: &Secret,
+    session: &Session,
     transit: &Transit,
     ciphertext: &str,
     deadline: &Deadline,
@@ -80,7 +78,7 @@ pub fn decrypt_one(
         text: ciphertext,
         context: transit.context.as_deref(),
     }];
-    match decrypt(vault, token, transit, &items, deadline)?.pop() {
+    match decrypt(session, transit, &items, deadline)?.pop() {
         Some(Ok(plaintext)) => Ok(plaintext),
         Some(Err(msg)) => Err(item_error(&msg, transit)),
         // `decrypt` answers one result per item or an error.
@@ -134,7 +132,7 @@ fn decrypt_error(f: &VaultFailure, transit: &Transit, path: &str) -> Error {
             "Vault could not decrypt the ciphertext with transit key `{}`: the file is damaged, belongs to another key, or the key version was trimmed (use the backup passphrase)",
             transit.key
         ),
-        Some(403) => format!("the token's policies do not allow update on {path}: add it to the role's policy (the article's transit-luks)"),
+        Some(403) => denied_hint(f, format!("the token's policies do not allow update on {path}: add it to the role's policy (the article's transit-luks)")),
         Some(404) => format!("nothing at {path}: check transit.mount and transit.key"),
         _ => vault_hint(f),
     };
@@ -144,8 +142,7 @@ fn decrypt_error(f: &VaultFailure, transit: &Transit, path: &str) -> Error {
 /// Wrap a new key: `transit/encrypt/KEY` with the key text as `plaintext` (which is base64,
 /// as the article's `openssl rand -base64 24` is), so decrypt later returns that same text.
 pub fn encrypt(
-    vault: &Vault,
-    token: &Secret,
+    session: &Session,
     transit: &Transit,
     key_text: &Secret,
     deadline: &Deadline,
@@ -158,9 +155,9 @@ pub fn encrypt(
         None => super::auth::json_object(&[("plaintext", text)]),
     };
     crate::log::info(format_args!("transit encrypt: {path}"));
-    let reply = vault.post("transit encrypt", &path, Some(token), &body, deadline).map_err(|f| {
+    let reply = session.post("transit encrypt", &path, &body, deadline).map_err(|f| {
         let hint = match f.status {
-            Some(403) => format!("the token's policies do not allow update on {path} (the article's transit-luks policy has it)"),
+            Some(403) => denied_hint(&f, format!("the token's policies do not allow update on {path} (the article's transit-luks policy has it)")),
             Some(400) | Some(404) => format!("check the transit key `{}` exists at {}", transit.key, transit.mount),
             _ => vault_hint(&f),
         };
@@ -171,8 +168,7 @@ pub fn encrypt(
 
 /// `transit/rewrap/KEY`: the same plaintext under the key's latest version.
 pub fn rewrap(
-    vault: &Vault,
-    token: &Secret,
+    session: &Session,
     transit: &Transit,
     ciphertext: &str,
     deadline: &Deadline,
@@ -183,9 +179,9 @@ pub fn rewrap(
         body["context"] = json!(ctx);
     }
     let body = serde_json::to_vec(&body).expect("serializing a JSON value cannot fail");
-    let reply = vault.post("transit rewrap", &path, Some(token), &body, deadline).map_err(|f| {
+    let reply = session.post("transit rewrap", &path, &body, deadline).map_err(|f| {
         let hint = match f.status {
-            Some(403) => format!("the token's policies do not allow update on {path}: add it to the role's policy"),
+            Some(403) => denied_hint(&f, format!("the token's policies do not allow update on {path}: add it to the role's policy")),
             _ => vault_hint(&f),
         };
         Error::failed(Step::Rewrap, f.to_string(), hint)

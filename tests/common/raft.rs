@@ -195,6 +195,7 @@ impl Cluster {
             addr: self.nodes[self.leader()].addr.clone(),
             ca_cert: None,
             mtls: None,
+            audit_log: None,
         }
     }
 

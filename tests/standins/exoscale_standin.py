@@ -46,7 +46,11 @@ FAULT_KINDS = {
     "login-429": None,
     "login-403": None,
     "transient-503": int,
+    "transit-429": int,
 }
+
+# Faults that count down, one per request they answer, and clear themselves at zero.
+COUNTED_FAULTS = ("transient-503", "transit-429")
 
 # Headers that describe one HTTP hop, not the message; never forwarded.
 # Content-Length is recomputed; Expect is answered by http.server itself.
@@ -182,17 +186,17 @@ class State:
         with self.lock:
             self.tokens_minted += 1
 
-    def take_transient_503(self):
-        """Consume one transient 503; the fault clears itself when used up."""
+    def take(self, name):
+        """Consume one answer of a counted fault; it clears itself when used up."""
         with self.lock:
-            left = self.faults.get("transient-503")
+            left = self.faults.get(name)
             if not left:
-                self.faults.pop("transient-503", None)
+                self.faults.pop(name, None)
                 return False
             if left == 1:
-                del self.faults["transient-503"]
+                del self.faults[name]
             else:
-                self.faults["transient-503"] = left - 1
+                self.faults[name] = left - 1
             return True
 
     def change_faults(self, set_specs=(), clear_names=(), clear_all=False):
@@ -212,7 +216,7 @@ class State:
             for name in to_clear:
                 self.faults.pop(name, None)
             for name, value in to_set:
-                if name == "transient-503" and value == 0:
+                if name in COUNTED_FAULTS and value == 0:
                     self.faults.pop(name, None)
                 else:
                     self.faults[name] = value
@@ -551,8 +555,12 @@ class VaultHandler(BaseHandler):
         state = self.app.state
         if state.fault("vault-hang"):
             self.hang("vault-hang")
-        elif state.fault("sealed") or state.take_transient_503():
+        elif state.fault("sealed") or state.take("transient-503"):
             self.sealed(path)
+        elif path.startswith("/v1/transit/") and state.take("transit-429"):
+            # What OpenBao's rate-limit quota answers (without its optional headers).
+            self.send_json(429, vault_errors(
+                f'request path "{path[len("/v1/"):]}": rate limit quota exceeded'))
         elif state.fault("vault-oversize"):
             self.send_json(200, self.app.oversize_body())
         elif path == self.app.login_path:

@@ -220,6 +220,12 @@ expect 200 .data.plaintext "$PLAINTEXT_B64" "transient-503: request 3 succeeds"
 call GET "$A/_standin/state"
 expect 200 '.faults | has("transient-503")' false "transient-503 clears itself"
 
+faults "$A" '{"set":["transit-429=1"]}'
+call POST "$A/v1/transit/decrypt/luks" -H "X-Vault-Token: $TOKEN" -d "{\"ciphertext\":\"$CIPHERTEXT\"}"
+expect 429 '.errors[0]' 'request path "transit/decrypt/luks": rate limit quota exceeded' "transit-429: a transit request is 429"
+call POST "$A/v1/transit/decrypt/luks" -H "X-Vault-Token: $TOKEN" -d "{\"ciphertext\":\"$CIPHERTEXT\"}"
+expect 200 .data.plaintext "$PLAINTEXT_B64" "transit-429: then clears itself"
+
 faults "$A" '{"set":["login-500"]}'
 login "$A" "{\"role\":\"storage\",\"instance\":\"$INSTANCE\"}"
 expect 500 '.errors[0] | contains("exoscale API error")' true "login-500"
