@@ -45,11 +45,26 @@ fn fifty_machines_at_once_through_a_rate_limit_all_unlock() {
         "the herd took {:?}",
         out.took
     );
+    // One login and one decrypt let through per machine. The revoke is best effort within a
+    // grace of 5-10 s (the boot does not wait longer to tidy up: the token expires at the end
+    // of its lease anyway), so under the quota a few machines may give it up: seen once in 50
+    // (ci10). At most one, and most machines must get it through.
+    let mut revoked = 0;
     for (i, c) in out.counts.iter().enumerate() {
         for (kind, k) in c.kinds() {
-            assert_eq!(k.sent - k.throttled, 1, "machine {i}: {kind} let through");
+            let through = k.sent - k.throttled;
+            if kind == "revoke" {
+                assert!(through <= 1, "machine {i}: {through} revokes let through");
+                revoked += through;
+            } else {
+                assert_eq!(through, 1, "machine {i}: {kind} let through");
+            }
         }
     }
+    assert!(
+        revoked as usize >= machines * 9 / 10,
+        "only {revoked} of {machines} machines revoked their token"
+    );
     // Ideal: 3 requests per machine. 150 requests through 20/s take ~8 s; backoff with
     // jitter keeps the retries in that time to a few per machine.
     let per_machine = out.requests() as f64 / machines as f64;
