@@ -115,7 +115,12 @@ install() {
         dfatal "vault-luks: libgcc_s.so.1 not found beside '${libc:-libc.so.6}': cryptsetup needs it at run time (apt install libgcc-s1)"
         return 1
     fi
-    inst_library "${libc%/*}/libgcc_s.so.1"
+    # (inst, not inst_library: dracut 106 has no inst_library; it printed "command not found"
+    # and went on, and the image had libgcc_s only where something else brought it.)
+    if ! inst "${libc%/*}/libgcc_s.so.1"; then
+        dfatal "vault-luks: cannot install ${libc%/*}/libgcc_s.so.1 into the image"
+        return 1
+    fi
     # The fallback prompt asks through systemd's password agents (console, plymouth, SSH).
     inst_multiple -o systemd-ask-password systemd-tty-ask-password-agent
     inst_multiple -o lvm
