@@ -2,17 +2,20 @@
 # Install vault-luks on this machine, or remove it:
 #   scripts/install.sh [BINARY]     binary -> /usr/local/sbin, example config (if none),
 #                                   the initramfs integration this system uses, the hook that
-#                                   checks every rebuilt image, the real root's second chance
-#                                   (vault-luks-late.service) and, for each configured volume,
-#                                   the shutdown unit and its device's wait for that unit;
+#                                   checks every rebuilt image, the real root's units and the
+#                                   generator that pulls them in for the configured volumes
+#                                   (vault-luks-late.service, vault-luks-close@NAME.service);
 #                                   rebuilds the initramfs and proves each image can unlock
 #                                   (vault-luks check --image): exit 1, loudly, when one cannot.
 #   scripts/install.sh --uninstall  removes all of it (keeps /etc/vault-luks) and rebuilds.
 # DESTDIR=/path installs into another root (image building) and skips the rebuild.
+# This is the way for systems without the Debian package (make deb); do not mix the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${DESTDIR:-}
 sbin=$root/usr/local/sbin
+units=$root/etc/systemd/system
+generator=$root/usr/local/lib/systemd/system-generators/vault-luks-generator
 config=$root/etc/vault-luks/config.json
 
 flavour() {
@@ -66,19 +69,23 @@ volumes() {
 	"$sbin/vault-luks" --no-cmdline check --config "$config" | sed -n 's/^volume \([^:]*\):.*/\1/p'
 }
 
-if [ "${1:-}" = --uninstall ]; then
+# What installs before the generator wrote by hand: enable links and device drop-ins.
+remove_enabled_units() {
+	local v
 	if [ -x "$sbin/vault-luks" ] && [ -e "$config" ]; then
 		for v in $(volumes); do
-			systemctl --root="${root:-/}" disable "vault-luks-close@$v.service" >/dev/null 2>&1 || true
-			rm -f "$root/etc/systemd/system/$(device_unit "$v").d/vault-luks.conf"
-			rmdir "$root/etc/systemd/system/$(device_unit "$v").d" 2>/dev/null || true
+			rm -f "$units/sysinit.target.wants/vault-luks-close@$v.service" \
+				"$units/$(device_unit "$v").d/vault-luks.conf"
+			rmdir "$units/$(device_unit "$v").d" 2>/dev/null || true
 		done
 	fi
-	systemctl --root="${root:-/}" disable vault-luks-late.service >/dev/null 2>&1 || true
-	rm -f "$sbin/vault-luks" "$sbin/vault-luks-keyscript" \
-		"$root/etc/systemd/system/vault-luks-close@.service" \
-		"$root/etc/systemd/system/vault-luks-late.service" \
-		"$root/etc/systemd/system/sysinit.target.wants/vault-luks-late.service" \
+	rm -f "$units/sysinit.target.wants/vault-luks-late.service"
+}
+
+if [ "${1:-}" = --uninstall ]; then
+	remove_enabled_units
+	rm -f "$sbin/vault-luks" "$sbin/vault-luks-keyscript" "$generator" \
+		"$units/vault-luks-close@.service" "$units/vault-luks-late.service" \
 		"$root/etc/initramfs/post-update.d/vault-luks" \
 		"$root/etc/kernel/postinst.d/zz-vault-luks" \
 		"$root/etc/initramfs-tools/hooks/vault-luks" \
@@ -96,14 +103,7 @@ bin=${1:-target/x86_64-unknown-linux-musl/release/vault-luks}
 install -D -m 0755 "$bin" "$sbin/vault-luks"
 ln -sf vault-luks "$sbin/vault-luks-keyscript"
 if [ ! -e "$config" ]; then
-	install -D -m 0600 /dev/null "$config"
-	cat >"$config" <<'JSON'
-{"vault":   {"address": "https://vault.example.com:8200"},
- "auth":    {"method": "exoscale", "role": "storage"},
- "metadata":{"url": "http://169.254.169.254/1.0/meta-data/"},
- "volumes": [{"name": "luks", "device": "/dev/mapper/vg.flex-lv.luks",
-              "ciphertext_file": "/etc/luks.passphrase", "transit": {"key": "luks"}}]}
-JSON
+	install -D -m 0600 examples/config.json "$config"
 	echo "wrote an example $config: edit it, then run this again"
 	exit 0
 fi
@@ -130,27 +130,18 @@ initramfs-tools)
 	exit 1
 	;;
 esac
-install -D -m 0644 systemd/vault-luks-close@.service "$root/etc/systemd/system/vault-luks-close@.service"
-install -D -m 0644 systemd/vault-luks-late.service "$root/etc/systemd/system/vault-luks-late.service"
-# enable_unit UNIT [TEMPLATE]: as systemctl does, or by hand where it cannot run (no systemd here).
-enable_unit() {
-	if ! systemctl --root="${root:-/}" enable "$1" >/dev/null 2>&1; then
-		mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
-		ln -sf "/etc/systemd/system/${2:-$1}" "$root/etc/systemd/system/sysinit.target.wants/$1"
-	fi
-}
-enable_unit vault-luks-late.service
-for v in $(volumes); do
-	enable_unit "vault-luks-close@$v.service" vault-luks-close@.service
-	# The volume's device waits for the second chance (which may ask a person for minutes)
-	# before systemd's device timeout starts counting. (That timeout is kept: under udev's
-	# coldplug a device opened in the initramfs can take tens of seconds to show in the real
-	# root; a 20 s timeout sent a TCG guest to emergency mode.)
-	dropin=$root/etc/systemd/system/$(device_unit "$v").d
-	mkdir -p "$dropin"
-	printf '%s\n' "# vault-luks: opened by vault-luks in the initramfs, or else by vault-luks-late.service" \
-		"[Unit]" "After=vault-luks-late.service" >"$dropin/vault-luks.conf"
+# The units name the package's /usr/sbin/vault-luks; here it lives in /usr/local/sbin.
+for unit in vault-luks-close@.service vault-luks-late.service; do
+	mkdir -p "$units"
+	sed 's|/usr/sbin/vault-luks|/usr/local/sbin/vault-luks|g' "systemd/$unit" >"$units/$unit"
+	chmod 0644 "$units/$unit"
 done
+# vault-luks-late.service and each volume's close unit are pulled in by the generator at
+# every boot and daemon-reload, from the configuration: nothing to enable, nothing to forget
+# when `enroll` adds a volume.
+install -D -m 0755 systemd/vault-luks-generator "$generator"
+remove_enabled_units
+systemctl daemon-reload >/dev/null 2>&1 || true
 rebuild
 prove_images
 echo "vault-luks installed ($(flavour)); volumes: $(volumes | tr '\n' ' ')"
