@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what they need.
-.PHONY: demo demo-host test test-quick bench bench-host build setup install uninstall clean
+.PHONY: demo demo-host test test-quick bench bench-host build deb setup install uninstall clean
 
 demo:            ## one real boot of a Debian guest unlocked by vault-luks (QEMU, a few minutes)
 	tests/vm/demo.sh
@@ -24,6 +24,10 @@ bench-host:      ## what vault-luks and a keyslot cost on this host (no VM; a mi
 build:
 	scripts/setup.sh
 	scripts/build.sh
+
+deb:             ## the Debian package: target/deb/vault-luks_VERSION_amd64.deb, lintian clean
+	scripts/setup.sh
+	scripts/deb.sh
 
 setup:
 	scripts/setup.sh

@@ -1,15 +1,40 @@
 #!/bin/sh
 # After a rebuild of the initramfs, prove the new image can unlock (vault-luks check --image):
 # a missing piece fails the rebuild, and with it the kernel package's installation, loudly, at
-# install time instead of at the next boot. scripts/install.sh installs it as
+# install time instead of at the next boot. Installed (the package ships both names,
+# scripts/install.sh the one its framework runs) as
 #   /etc/initramfs/post-update.d/vault-luks  (initramfs-tools: update-initramfs runs it with
-#                                             VERSION IMAGE after every image it writes)
+#                                             VERSION IMAGE after every image it writes; so does
+#                                             dracut from 106 on, but ignores its status)
 #   /etc/kernel/postinst.d/zz-vault-luks     (dracut on Debian: run after /etc/kernel/postinst.d/dracut
 #                                             with VERSION /boot/vmlinuz-VERSION)
 version=${1:-}
-case ${2:-} in
-*/vmlinuz-* | *"/vmlinux-"*) image=$(dirname "$2")/initrd.img-$version ;;
-*) image=${2:-/boot/initrd.img-$version} ;;
+where=${2:-}
+case $0 in
+*/post-update.d/*)
+	# dracut >= 106 runs post-update.d too, after every image, and ignores a hook's failure; in a
+	# kernel package's hook run (DEB_MAINT_PARAMS) zz-vault-luks follows and fails it: prove
+	# there, once.
+	if [ -n "${DEB_MAINT_PARAMS:-}" ] && ! command -v update-initramfs >/dev/null 2>&1; then
+		exit 0
+	fi
+	;;
+*/kernel/postinst.d/*)
+	# Under initramfs-tools its post-update.d name proves the image once update-initramfs has
+	# written it (from a kernel package, later: its trigger); here there is nothing yet.
+	if command -v update-initramfs >/dev/null 2>&1 || [ -x /usr/sbin/update-initramfs ]; then
+		exit 0
+	fi
+	# As dracut's own hook: from a kernel package's postinst, only at configure.
+	if [ -n "${DEB_MAINT_PARAMS:-}" ]; then
+		eval set -- "$DEB_MAINT_PARAMS"
+		[ "${1:-}" = configure ] || exit 0
+	fi
+	;;
+esac
+case $where in
+*/vmlinuz-* | *"/vmlinux-"*) image=$(dirname "$where")/initrd.img-$version ;;
+*) image=${where:-/boot/initrd.img-$version} ;;
 esac
 config=${VAULT_LUKS_CONFIG:-/etc/vault-luks/config.json}
 bin=$(command -v vault-luks || echo /usr/local/sbin/vault-luks)

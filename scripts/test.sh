@@ -30,7 +30,7 @@ part() {
 # (The parts' functions are called through `part`.)
 # shellcheck disable=SC2317
 shell_scripts() {
-	git ls-files '*.sh' '.ci/run' 'tests/fixtures/*' 'tests/vm/guest/*' 'dracut/*' 'initramfs-tools/*' | while read -r f; do
+	git ls-files '*.sh' '.ci/run' 'tests/fixtures/*' 'tests/vm/guest/*' 'dracut/*' 'initramfs-tools/*' 'systemd/*' 'debian/*' | while read -r f; do
 		head -c 32 "$f" | grep -q '^#!.*\(ba\)\?sh' && echo "$f"
 	done
 }
@@ -72,6 +72,7 @@ part "lint: shellcheck, python" lint_scripts || failed=1
 part "fuzz: corpus replay + 5 s per target" fuzz/run.sh --smoke || failed=1
 if part "static build (1.75 MiB budget, static)" static_build; then
 	part "host tests: build" cargo test --locked --no-run || failed=1
+	part "package: make deb, lintian clean" scripts/deb.sh || failed=1
 	echo "== host tests (against the static binary)"
 	host_tests || failed=1
 	if [ "${VAULT_LUKS_SKIP_VM:-0}" = 1 ]; then
