@@ -65,8 +65,9 @@ lane() {
     done
     if minimal_wanted; then
         # One boot: the minimal guest unlocks at boot, its initramfs checked like every other's
-        # (libgcc_s.so.1 and the NIC driver there come from our hook or module alone).
-        VM_BOOTS=1 suite "$f" "${releases[0]}" minimal boot || rc=1
+        # (libgcc_s.so.1 and the NIC driver there come from our hook or module alone). Then the
+        # Debian package on the same guest: what a user installs, on what the README says to have.
+        VM_BOOTS=1 suite "$f" "${releases[0]}" minimal boot deb || rc=1
     fi
     return "$rc"
 }

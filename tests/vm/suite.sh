@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # suite.sh FLAVOUR [PART...] — the VM tests of one flavour (initramfs-tools or dracut) on the guests
 # of $VM_RELEASE (trixie unless told otherwise; or bookworm), every part on one setup. PARTs: boot
-# (boot.sh: two systemd boots with the lifecycle between them) and fallback (fallback.sh: the
-# failure matrix); the default is both, boot first.
+# (boot.sh: two systemd boots with the lifecycle between them), fallback (fallback.sh: the
+# failure matrix) and deb (deb.sh: the Debian package installed, upgraded, removed and purged,
+# three boots; its own root, from the same cached guest); the default is boot and fallback.
 #
 # The setup, shared by the parts:
 #   host: a real OpenBao (transit set up the article's way) behind the Exoscale stand-ins, a second
@@ -23,13 +24,15 @@ set -euo pipefail
 . "$VM_LIB_DIR/boot.sh"
 # shellcheck source-path=SCRIPTDIR source=fallback.sh
 . "$VM_LIB_DIR/fallback.sh"
+# shellcheck source-path=SCRIPTDIR source=deb.sh
+. "$VM_LIB_DIR/deb.sh"
 
 flavour=$(vm_flavour "${1:-}")
 shift
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(boot fallback)
 for part in "${parts[@]}"; do
-    [[ $part =~ ^(boot|fallback|cache)$ ]] || { echo "usage: $0 initramfs-tools|dracut [boot] [fallback] | cache" >&2; exit 2; }
+    [[ $part =~ ^(boot|fallback|deb|cache)$ ]] || { echo "usage: $0 initramfs-tools|dracut [boot] [fallback] [deb] | cache" >&2; exit 2; }
 done
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 repo=$(cd "$VM_LIB_DIR/../.." && pwd)
