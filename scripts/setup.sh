@@ -29,6 +29,11 @@ declare -A need=(
 	[strace]=strace
 	# libFuzzer (C++), built by the fuzz targets' libfuzzer-sys.
 	[g++]=g++
+	# make deb: debhelper (with bash-completion's dh sequence) and lintian.
+	[dpkg-buildpackage]=dpkg-dev
+	[dh]=debhelper
+	[dh_bash-completion]=bash-completion
+	[lintian]=lintian
 )
 missing=()
 for cmd in "${!need[@]}"; do
