@@ -141,7 +141,7 @@ done
 # when `enroll` adds a volume.
 install -D -m 0755 systemd/vault-luks-generator "$generator"
 remove_enabled_units
-systemctl daemon-reload >/dev/null 2>&1 || true
+[ -n "$root" ] || systemctl daemon-reload >/dev/null 2>&1 || true
 rebuild
 prove_images
 echo "vault-luks installed ($(flavour)); volumes: $(volumes | tr '\n' ' ')"
