@@ -21,10 +21,18 @@ say "package=$(dpkg-query -W -f '${Version}:${db:Status-Abbrev}' vault-luks 2>/d
 # close unit running (results prefixed with NAME_).
 check_volume() {
     local name=$1 dir=$2 marker=$3
+    # A nofail mount is not ordered before local-fs.target (nor this script): it comes when its
+    # device shows in the real root, which under TCG can take tens of seconds after coldplug.
+    for _ in $(seq 180); do
+        findmnt -n "$dir" >/dev/null && break
+        sleep 0.5
+    done
     say "${name}_source=$(findmnt -n -o SOURCE "$dir")"
     if cmp -s "$dir/vmtest-marker" "$marker"; then say "${name}_marker=ok"; else say "${name}_marker=bad"; fi
     say "${name}_close_unit=$(systemctl is-active "vault-luks-close@$name.service")"
-    if dmesg | grep -q "vault-luks\[[0-9]*\]: $name: unlocked as /dev/mapper/$name"; then
+    # (Not `dmesg | grep -q`: grep leaving early fails dmesg with SIGPIPE, and pipefail says no.)
+    dmesg >"$io/kmsg"
+    if grep -q "vault-luks\[[0-9]*\]: $name: unlocked as /dev/mapper/$name" "$io/kmsg"; then
         say "${name}_kmsg_unlocked=yes"
     else
         say "${name}_kmsg_unlocked=no"
