@@ -76,6 +76,7 @@ if part "static build (1.75 MiB budget, static)" static_build; then
 	part "package: make deb, lintian clean" scripts/deb.sh || failed=1
 	echo "== host tests (against the static binary)"
 	host_tests || failed=1
+	part "completion: bash, against the static binary" tests/completion.sh "$bin" || failed=1
 	if [ "${VAULT_LUKS_SKIP_VM:-0}" = 1 ]; then
 		echo "== VM boot tests skipped (VAULT_LUKS_SKIP_VM=1)"
 	else
