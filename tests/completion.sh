@@ -29,8 +29,10 @@ shellcheck -s bash completion/vault-luks.bash || fail "shellcheck -s bash comple
 
 # shellcheck source=completion/vault-luks.bash
 . completion/vault-luks.bash
-complete -p vault-luks | grep -q -- '-F _vault_luks vault-luks$' || fail "vault-luks has no completion"
-complete -p vault-luks-keyscript >/dev/null || fail "vault-luks-keyscript has no completion"
+# Exactly these: no -o default (readline's file names when the function offers nothing).
+for spec in "complete -F _vault_luks vault-luks" "complete -F _vault_luks_keyscript vault-luks-keyscript"; do
+	[ "$(complete -p "${spec##* }" 2>&1)" = "$spec" ] || fail "not registered as \`$spec\`: $(complete -p "${spec##* }" 2>&1)"
+done
 
 # comp WORD... : what completing the last WORD offers (sorted, one line), as bash would call
 # the function: COMP_WORDS split at COMP_WORDBREAKS (so `--log=` is `--log` `=`). Anything the
