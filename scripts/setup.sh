@@ -34,6 +34,9 @@ declare -A need=(
 	[dh]=debhelper
 	[dh_bash-completion]=bash-completion
 	[lintian]=lintian
+	# The man pages' render check, as lintian runs it (tests/man.sh: man, lexgrog; groff).
+	[man]=man-db
+	[groff]=groff-base
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -69,12 +69,14 @@ part "setup (packages, toolchain)" scripts/setup.sh || failed=1
 part "lint: rustfmt" cargo fmt --check || failed=1
 part "lint: clippy" cargo clippy --locked --all-targets -- -D warnings || failed=1
 part "lint: shellcheck, python" lint_scripts || failed=1
+part "docs: man pages render without warnings" tests/man.sh || failed=1
 part "fuzz: corpus replay + 5 s per target" fuzz/run.sh --smoke || failed=1
 if part "static build (1.75 MiB budget, static)" static_build; then
 	part "host tests: build" cargo test --locked --no-run || failed=1
 	part "package: make deb, lintian clean" scripts/deb.sh || failed=1
 	echo "== host tests (against the static binary)"
 	host_tests || failed=1
+	part "completion: bash, against the static binary" tests/completion.sh "$bin" || failed=1
 	if [ "${VAULT_LUKS_SKIP_VM:-0}" = 1 ]; then
 		echo "== VM boot tests skipped (VAULT_LUKS_SKIP_VM=1)"
 	else

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod help;
+#[cfg(test)]
+mod man_pages;
 pub use help::OVERVIEW as HELP;
 
 #[derive(Debug, Clone, PartialEq)]
