@@ -235,9 +235,13 @@ fn timeout(v: &str) -> Result<Duration> {
 
 fn parse_command(w: &mut Words) -> Result<Command> {
     match w.command.as_deref() {
-        None => Err(Error::Usage(
-            "no command given: unlock, close, status or check".into(),
-        )),
+        None => {
+            let commands: Vec<&str> = help::TOPICS.iter().map(|t| t.0).collect();
+            Err(Error::Usage(format!(
+                "no command given: {} (vault-luks --help)",
+                commands.join(", ")
+            )))
+        }
         Some("unlock") => Ok(parse_unlock(w)),
         Some("ask-console") if w.names.len() == 1 => Ok(Command::AskConsole {
             message: w.names.remove(0),

@@ -69,13 +69,17 @@ ENVIRONMENT (BAO_* is read before VAULT_*; both override the file):
 
 KERNEL COMMAND LINE (override the file and the environment):
     rd.vault-luks=0                 do not unlock on this boot (unlock exits 0, does nothing)
+    rd.vault-luks=prompt            do not ask Vault on this boot: the passphrase prompt at once
     rd.vault-luks.address=URL[,URL] Vault address(es)
     rd.vault-luks.timeout=SECONDS   unlock deadline
+    rd.vault-luks.prompt-timeout=SECONDS  how long the prompt stays up (0: no prompt)
+    rd.vault-luks.network=off|auto  network.mode for this boot
     rd.vault-luks.debug             more log lines
 
 EXIT CODES:
     0  success (or nothing to do)
-    1  a volume could not be unlocked or closed
+    1  a volume could not be unlocked or closed; status --check-vault or check --image
+       found a problem
     2  usage error or invalid configuration
 
 `vault-luks help COMMAND` (or `vault-luks COMMAND --help`) for a command's flags.
