@@ -156,8 +156,10 @@ deb_part() {
     vm_part deb-purge
     deb_mount "$disks/root.img" "$guest"
     deb_apt "$guest" purge purge -y vault-luks
+    local status
     # shellcheck disable=SC2016 # dpkg-query's format
-    case $(vm_chroot "$guest" dpkg-query -W -f '${db:Status-Abbrev}' vault-luks 2>/dev/null) in
+    status=$(vm_chroot "$guest" dpkg-query -W -f '${db:Status-Abbrev}' vault-luks 2>/dev/null || true)
+    case $status in
         "" | un*) ;;
         *) vm_die "deb purge: dpkg still has vault-luks: $(vm_chroot "$guest" dpkg -l vault-luks | tail -n 1)" ;;
     esac
