@@ -39,6 +39,7 @@ lint_scripts() {
 	local scripts
 	mapfile -t scripts < <(shell_scripts)
 	shellcheck -x "${scripts[@]}" &&
+		shellcheck -s bash completion/vault-luks.bash &&
 		python3 -m py_compile tests/standins/exoscale_standin.py tests/fixtures/pty-ask.py
 }
 # shellcheck disable=SC2317
