@@ -72,6 +72,7 @@ deb_part() {
         { tail -n 30 "$VM_WORK/deb-configure.log" >&2; vm_die "deb: dpkg-reconfigure vault-luks failed"; }
     grep -q "initrd.img-$kver can unlock (vault-luks check --image)" "$VM_WORK/deb-configure.log" ||
         { tail -n 30 "$VM_WORK/deb-configure.log" >&2; vm_die "deb: dpkg-reconfigure did not rebuild and prove the initramfs"; }
+    deb_generator "$root"
     vm_chroot_umount "$root"
     vm_log "ok   deb install: every file in place, nothing rebuilt until configured; dpkg-reconfigure rebuilt the initramfs and proved it"
 
@@ -172,6 +173,41 @@ deb_part() {
     [ -e "$guest/etc/luks.passphrase" ] || vm_die "deb purge: the admin's ciphertext file went too"
     deb_umount "$guest"
     vm_log "ok   deb purge: none of the package's $(wc -l <<<"$files") paths left, /etc/vault-luks gone, the ciphertext file kept"
+}
+
+# deb_generator ROOT: vault-luks-generator, run in a chroot of ROOT as systemd runs it, writes
+# what the configuration asks for; a volume whose name systemd escapes (data-x) gets the units
+# systemd names for its device (dev-mapper-data\x2dx.device), its close unit the name back
+# as %I. The boots prove the units work; this, the names. The configuration is put back.
+deb_generator() {
+    local root=$1 out=$1/tmp/generator config=$1/etc/vault-luks/config.json
+    local wants=$1/tmp/generator/sysinit.target.wants
+    rm -rf "$out"
+    vm_chroot "$root" /usr/lib/systemd/system-generators/vault-luks-generator /tmp/generator /tmp/generator.early /tmp/generator.late
+    if ! { [ -L "$wants/vault-luks-late.service" ] && [ -L "$wants/vault-luks-close@luks.service" ] &&
+        grep -q '^After=vault-luks-late.service$' "$out/dev-mapper-luks.device.d/50-vault-luks.conf"; }; then
+        find "$out" >&2
+        vm_die "deb: vault-luks-generator did not write the late unit, luks's close unit and its device's drop-in"
+    fi
+    cp -p "$config" "$VM_WORK/config.deb.json"
+    write_config '{"unlock": 120}' "$(volume luks /etc/luks.passphrase)" "$(volume data-x /etc/luks.passphrase)"
+    rm -rf "$out"
+    vm_chroot "$root" /usr/lib/systemd/system-generators/vault-luks-generator /tmp/generator /tmp/generator.early /tmp/generator.late
+    if ! { [ -L "$wants/vault-luks-close@data\x2dx.service" ] && [ -e "$out/dev-mapper-data\x2dx.device.d/50-vault-luks.conf" ]; }; then
+        find "$out" >&2
+        vm_die "deb: vault-luks-generator did not escape data-x as systemd does"
+    fi
+    cp -p "$VM_WORK/config.deb.json" "$config"
+    rm -rf "$out"
+    # An invalid configuration: the late unit only (it says what is wrong when it runs).
+    echo '{"vault": {}}' >"$config"
+    vm_chroot "$root" /usr/lib/systemd/system-generators/vault-luks-generator /tmp/generator /tmp/generator.early /tmp/generator.late
+    if ! { [ -L "$wants/vault-luks-late.service" ] && [ -z "$(find "$out" -name 'vault-luks-close@*')" ]; }; then
+        find "$out" >&2
+        vm_die "deb: with an invalid configuration the generator should pull in only the late unit"
+    fi
+    cp -p "$VM_WORK/config.deb.json" "$config"
+    rm -rf "$out"
 }
 
 # deb_apt ROOT LOG APT-ARGS...: apt-get in a chroot of ROOT, its output in $VM_WORK/deb-LOG.log.
