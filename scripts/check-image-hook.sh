@@ -10,19 +10,23 @@
 #                                             with VERSION /boot/vmlinuz-VERSION)
 version=${1:-}
 where=${2:-}
+# initramfs-tools builds the images here (update-initramfs; PATH may lack /usr/sbin).
+initramfs_tools() {
+	command -v update-initramfs >/dev/null 2>&1 || [ -x /usr/sbin/update-initramfs ]
+}
 case $0 in
 */post-update.d/*)
 	# dracut >= 106 runs post-update.d too, after every image, and ignores a hook's failure; in a
 	# kernel package's hook run (DEB_MAINT_PARAMS) zz-vault-luks follows and fails it: prove
 	# there, once.
-	if [ -n "${DEB_MAINT_PARAMS:-}" ] && ! command -v update-initramfs >/dev/null 2>&1; then
+	if [ -n "${DEB_MAINT_PARAMS:-}" ] && ! initramfs_tools; then
 		exit 0
 	fi
 	;;
 */kernel/postinst.d/*)
 	# Under initramfs-tools its post-update.d name proves the image once update-initramfs has
 	# written it (from a kernel package, later: its trigger); here there is nothing yet.
-	if command -v update-initramfs >/dev/null 2>&1 || [ -x /usr/sbin/update-initramfs ]; then
+	if initramfs_tools; then
 		exit 0
 	fi
 	# As dracut's own hook: from a kernel package's postinst, only at configure.

@@ -27,10 +27,11 @@
 deb_part() {
     vm_part deb-install
     local crate debs first next root kver disks guest files
-    crate=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -n 1)
     debs=$VM_WORK/debs
     mkdir -p "$debs"
+    # The next version is the first's (deb.sh holds it to Cargo.toml's) with a suffix.
     if ! first=$(DEB_OUT=$debs "$repo/scripts/deb.sh" 2>"$VM_WORK/deb-build.log") ||
+        ! crate=$(dpkg-deb -f "$first" Version) ||
         ! next=$(DEB_OUT=$debs "$repo/scripts/deb.sh" --version "$crate+vmtest1" 2>>"$VM_WORK/deb-build.log"); then
         tail -n 30 "$VM_WORK/deb-build.log" >&2
         vm_die "make deb failed"
